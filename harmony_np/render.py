@@ -1,0 +1,394 @@
+"""Rendering messages and conversations to tokens, token for token as openai_harmony renders them.
+
+A message is ``<|start|>`` header ``<|message|>`` contents terminator. Everything in the header
+repeats across messages (roles, names, recipients, channels, content types), so the whole header
+is encoded once per distinct header and reused. Contents go through tiktoken; encoded texts are
+kept in a bounded cache, and when many texts are fresh they are encoded on a thread pool
+(tiktoken releases the GIL), so large renders use both cores.
+
+Rendering works in two steps: a *plan* (a list whose items are token lists or texts still to
+encode), then assembly into a list of ints or a ``uint32`` array.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import HarmonyError
+from .model import (
+    Conversation,
+    DeveloperContent,
+    Message,
+    ReasoningEffort,
+    RenderConversationConfig,
+    RenderOptions,
+    Role,
+    SystemContent,
+    TextContent,
+)
+from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
+
+_ASSISTANT = Role.ASSISTANT
+_TOOL = Role.TOOL
+_SYSTEM = Role.SYSTEM
+_DEVELOPER = Role.DEVELOPER
+_CONSTRAIN_TEXT = "<|constrain|>"
+_END_LIST = [END]
+_CALL_LIST = [CALL]
+_EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
+# Rust's Debug of the role, as it appears in openai_harmony's error text
+_ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
+
+_TEXT_CACHE_MAX_TOKENS = 2_000_000
+_TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cached
+_PARALLEL_MIN_CHARS = 16_384  # below this, a thread hand-off costs more than it saves
+
+
+def system_text(sys: SystemContent, has_function_tools: bool) -> str:
+    """The text of a system message's content."""
+    sections: List[str] = []
+    top = []
+    if sys.model_identity is not None:
+        top.append(sys.model_identity)
+    if sys.knowledge_cutoff is not None:
+        top.append("Knowledge cutoff: " + sys.knowledge_cutoff)
+    if sys.conversation_start_date is not None:
+        top.append("Current date: " + sys.conversation_start_date)
+    if top:
+        sections.append("\n".join(top))
+    if sys.reasoning_effort is not None:
+        sections.append("Reasoning: " + _EFFORT_TEXT[ReasoningEffort(sys.reasoning_effort)])
+    if sys.tools:
+        from .schema import tools_section
+
+        sections.append(tools_section(sys.tools))
+    cc = sys.channel_config
+    if cc is not None and cc.valid_channels:
+        header = "# Valid channels: " + ", ".join(cc.valid_channels) + "."
+        if cc.channel_required:
+            header += " Channel must be included for every message."
+        if has_function_tools:
+            header += "\nCalls to these tools must go to the commentary channel: 'functions'."
+        sections.append(header)
+    return "\n\n".join(sections)
+
+
+def developer_text(dev: DeveloperContent) -> str:
+    """The text of a developer message's content."""
+    sections: List[str] = []
+    if dev.instructions is not None:
+        sections.append("# Instructions")
+        sections.append(dev.instructions)
+    if dev.tools:
+        from .schema import tools_section
+
+        sections.append(tools_section(dev.tools))
+    return "\n\n".join(sections)
+
+
+def _has_function_tools(messages: Sequence[Message]) -> bool:
+    for m in messages:
+        for c in m.content:
+            if c.__class__ is DeveloperContent and c.tools:
+                ns = c.tools.get("functions")
+                if ns is not None and ns.tools:
+                    return True
+    return False
+
+
+def _messages_of(conversation: Any) -> List[Message]:
+    if isinstance(conversation, Conversation):
+        msgs = conversation.messages
+    elif isinstance(conversation, (list, tuple)):
+        msgs = list(conversation)
+    else:
+        raise TypeError(
+            f"conversation must be a Conversation or a list of Message, got "
+            f"{type(conversation).__name__}: {conversation!r}"
+        )
+    for i, m in enumerate(msgs):
+        if m.__class__ is not Message and not isinstance(m, Message):
+            raise TypeError(f"conversation item {i} is not a Message: {type(m).__name__}: {m!r}")
+    return msgs
+
+
+def _as_role(role: Any) -> Role:
+    if role.__class__ is Role:
+        return role
+    if isinstance(role, str):
+        try:
+            return Role(role)
+        except ValueError:
+            raise ValueError(f"unknown role: {role}") from None
+    raise TypeError(f"next_turn_role must be a Role, got {type(role).__name__}: {role!r}")
+
+
+class Renderer:
+    """Renders for one encoding; holds the header and text caches."""
+
+    def __init__(self, encoding) -> None:
+        bpe = encoding._bpe
+        self._encode = bpe.encode_ordinary
+        core = getattr(bpe, "_core_bpe", None)
+        self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
+        self._headers: dict = {}
+        self._texts: dict = {}
+        self._text_tokens = 0
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._workers = max(1, min(os.cpu_count() or 1, 8))
+
+    # -- encoding of texts -----------------------------------------------------------------
+    def encode_text(self, text: str) -> List[int]:
+        """Tokens of ``text`` (ordinary text: special-token text is not special), cached."""
+        toks = self._texts.get(text)
+        if toks is None:
+            toks = self._encode(text)
+            self._remember(text, toks)
+        return toks
+
+    def _remember(self, text: str, toks: List[int]) -> None:
+        if len(text) > _TEXT_CACHE_MAX_CHARS:
+            return
+        self._text_tokens += len(toks)
+        if self._text_tokens > _TEXT_CACHE_MAX_TOKENS:
+            # crude but O(1) amortised: start over rather than track recency per entry
+            self._texts.clear()
+            self._text_tokens = len(toks)
+        self._texts[text] = toks
+
+    def encode_many(self, texts: List[str]) -> List[List[int]]:
+        """Tokens of each text; fresh texts are encoded on a thread pool when that pays."""
+        out: List[Any] = [None] * len(texts)
+        fresh = []
+        get = self._texts.get
+        for i, t in enumerate(texts):
+            toks = get(t)
+            if toks is None:
+                fresh.append(i)
+            else:
+                out[i] = toks
+        if not fresh:
+            return out
+        todo = [texts[i] for i in fresh]
+        total = 0
+        for t in todo:
+            total += len(t)
+        if self._workers > 1 and len(todo) > 1 and total >= _PARALLEL_MIN_CHARS:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="harmony_np-bpe")
+            # largest first, so the pool's last task is a short one
+            order = sorted(range(len(todo)), key=lambda k: -len(todo[k]))
+            results = list(self._pool.map(self._encode, [todo[k] for k in order]))
+            encoded: List[Any] = [None] * len(todo)
+            for k, r in zip(order, results):
+                encoded[k] = r
+        else:
+            encoded = [self._encode(t) for t in todo]
+        for i, toks in zip(fresh, encoded):
+            out[i] = toks
+            self._remember(texts[i], toks)
+        return out
+
+    # -- headers ---------------------------------------------------------------------------
+    def _header(self, role: Role, name, recipient, channel, content_type) -> List[int]:
+        key = (role, name, recipient, channel, content_type)
+        hdr = self._headers.get(key)
+        if hdr is not None:
+            return hdr
+        enc = self._encode
+        hdr = [START]
+        if role is _TOOL:
+            if name is None:
+                raise HarmonyError("Tools should have a name!")
+            hdr += enc(name)
+        else:
+            hdr += enc(role.value)
+            if name is not None:
+                hdr += enc(":" + name)
+        if recipient is not None and recipient != "all":
+            hdr += enc(" to=" + recipient)
+        if channel is not None:
+            hdr.append(CHANNEL)
+            hdr += enc(channel)
+        if content_type is not None:
+            if content_type.startswith(_CONSTRAIN_TEXT):
+                hdr += enc(" ")
+                hdr.append(CONSTRAIN)
+                rest = content_type[len(_CONSTRAIN_TEXT):]
+                if rest:
+                    hdr += enc(rest)
+            else:
+                hdr += enc(" " + content_type)
+        hdr.append(MESSAGE)
+        if len(self._headers) > 65_536:
+            self._headers.clear()
+        self._headers[key] = hdr
+        return hdr
+
+    # -- plans -----------------------------------------------------------------------------
+    def _plan_message(self, m: Message, has_function_tools: bool, plan: list) -> None:
+        author = m.author
+        role = author.role
+        recipient = m.recipient
+        plan.append(self._header(role, author.name, recipient, m.channel, m.content_type))
+        for c in m.content:
+            cls = c.__class__
+            if cls is TextContent:
+                plan.append(c.text)
+            elif cls is SystemContent:
+                if role is not _SYSTEM:
+                    raise HarmonyError(f"SystemContent may only appear in system messages, found in {_ROLE_DEBUG[role]}")
+                plan.append(system_text(c, has_function_tools))
+            elif cls is DeveloperContent:
+                if role is not _DEVELOPER:
+                    raise HarmonyError(f"DeveloperContent may only appear in developer messages, found in {_ROLE_DEBUG[role]}")
+                plan.append(developer_text(c))
+            elif isinstance(c, TextContent):
+                plan.append(c.text)
+            else:
+                raise TypeError(f"cannot render content of type {type(c).__name__}: {c!r}")
+        plan.append(_CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST)
+
+    def message_plan(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
+        if not isinstance(message, Message):
+            raise TypeError(f"message must be a Message, got {type(message).__name__}: {message!r}")
+        has_fn = bool(render_options is not None and render_options.conversation_has_function_tools)
+        plan: list = []
+        self._plan_message(message, has_fn, plan)
+        return plan
+
+    def conversation_plan(
+        self,
+        conversation: Union[Conversation, Iterable[Message]],
+        config: Optional[RenderConversationConfig],
+        mode: str,
+        next_role: Any = None,
+    ) -> list:
+        """The plan of a conversation in ``mode`` (completion, conversation or training)."""
+        msgs = _messages_of(conversation)
+        if mode == "completion":
+            next_role = _as_role(next_role)
+        auto_drop = True if config is None else config.auto_drop_analysis
+        has_fn = _has_function_tools(msgs)
+        drop_before = -1
+        if auto_drop:
+            last_assistant_final = False
+            for m in reversed(msgs):
+                if m.author.role is _ASSISTANT:
+                    last_assistant_final = m.channel == "final"
+                    break
+            if last_assistant_final:
+                for i, m in enumerate(msgs):
+                    if m.channel == "final":
+                        drop_before = i
+                        break
+        plan: list = []
+        for i, m in enumerate(msgs):
+            if i < drop_before and m.channel == "analysis":
+                continue
+            self._plan_message(m, has_fn, plan)
+        if mode == "completion":
+            plan.append([START])
+            plan.append(next_role.value)
+        elif mode == "training":
+            if msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
+                plan.append(_RETURN_MARK)
+        elif mode != "conversation":
+            raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
+        return plan
+
+    # -- assembly --------------------------------------------------------------------------
+    def to_list(self, plan: list) -> List[int]:
+        texts = [p for p in plan if p.__class__ is str]
+        if len(texts) > 1 or (texts and len(texts[0]) >= _PARALLEL_MIN_CHARS):
+            encoded = iter(self.encode_many(texts))
+        else:
+            encoded = None
+        out: List[int] = []
+        for p in plan:
+            if p.__class__ is str:
+                out += next(encoded) if encoded is not None else self.encode_text(p)
+            elif p is _RETURN_MARK:
+                if out:
+                    out[-1] = RETURN
+            else:
+                out += p
+        return out
+
+    def to_array(self, plan: list, out: Optional[np.ndarray] = None):
+        """Assemble ``plan`` into a new ``uint32`` array, or into ``out`` (returns the count)."""
+        texts = [p for p in plan if p.__class__ is str]
+        encoded = iter(self._encode_arrays(texts))
+        parts = []
+        return_last = False
+        for p in plan:
+            if p.__class__ is str:
+                parts.append(next(encoded))
+            elif p is _RETURN_MARK:
+                return_last = True
+            else:
+                parts.append(np.asarray(p, dtype=np.uint32))
+        n = 0
+        for a in parts:
+            n += a.shape[0]
+        if out is None:
+            result = np.concatenate(parts) if parts else np.empty(0, np.uint32)
+            if result.dtype != np.uint32:
+                result = result.astype(np.uint32)
+            if return_last and n:
+                result[n - 1] = RETURN
+            return result
+        if not isinstance(out, np.ndarray) or out.dtype != np.uint32 or out.ndim != 1:
+            raise TypeError(f"out must be a 1-D uint32 array, got {type(out).__name__} {getattr(out, 'dtype', '')}")
+        if out.shape[0] < n:
+            raise ValueError(f"out holds {out.shape[0]} tokens but the render needs {n}")
+        if parts:
+            np.concatenate(parts, out=out[:n])
+        if return_last and n:
+            out[n - 1] = RETURN
+        return n
+
+    def _encode_arrays(self, texts: List[str]) -> List[np.ndarray]:
+        if not texts:
+            return []
+        buf = self._encode_buffer
+        cached = self._texts
+        out: List[Any] = []
+        for t in texts:
+            toks = cached.get(t)
+            if toks is not None:
+                out.append(np.asarray(toks, dtype=np.uint32))
+            elif buf is not None and len(t) > 256:
+                out.append(np.frombuffer(buf(t, set()), dtype=np.uint32))
+            else:
+                out.append(np.asarray(self.encode_text(t), dtype=np.uint32))
+        return out
+
+    # -- drop-in entry points --------------------------------------------------------------
+    def render_message(self, message: Message, render_options: Optional[RenderOptions] = None) -> List[int]:
+        return self.to_list(self.message_plan(message, render_options))
+
+    def render_message_pieces(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
+        return self.message_plan(message, render_options)
+
+    def render_conversation(self, conversation, config, mode: str, next_role: Any = None) -> List[int]:
+        return self.to_list(self.conversation_plan(conversation, config, mode, next_role))
+
+    def conversation_pieces(self, conversation, config, mode: str, next_role: Any = None) -> list:
+        return self.conversation_plan(conversation, config, mode, next_role)
+
+
+class _ReturnMark:
+    """Plan item: replace the last token rendered so far with ``<|return|>`` (training mode)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<replace last token with <|return|>>"
+
+
+_RETURN_MARK = _ReturnMark()

@@ -1,0 +1,264 @@
+"""Rendering against the oracle: hand-picked rules, then hypothesis over random conversations.
+
+Both libraries build the same conversation from one JSON document (``Conversation.from_json``),
+render it in every mode, and must give the same tokens (or the same error).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def both(oracle, hnp, doc):
+    payload = json.dumps(doc)
+    return oracle.Conversation.from_json(payload), hnp.Conversation.from_json(payload)
+
+
+def outcome(fn):
+    try:
+        return ("ok", list(fn()))
+    except Exception as exc:  # the error type and text are part of the contract
+        return ("error", type(exc).__name__ if not isinstance(exc, RuntimeError) else "RuntimeError", str(exc))
+
+
+MODES = ["completion", "conversation", "training"]
+
+
+def render_all(lib, enc, conv, auto_drop):
+    cfg = None if auto_drop is None else lib.RenderConversationConfig(auto_drop_analysis=auto_drop)
+    return {
+        "completion": outcome(lambda: enc.render_conversation_for_completion(conv, lib.Role.ASSISTANT, cfg)),
+        "completion_user": outcome(lambda: enc.render_conversation_for_completion(conv, lib.Role.USER, cfg)),
+        "conversation": outcome(lambda: enc.render_conversation(conv, cfg)),
+        "training": outcome(lambda: enc.render_conversation_for_training(conv, cfg)),
+    }
+
+
+def check_same(oracle, oenc, hnp, enc, doc):
+    oc, hc = both(oracle, hnp, doc)
+    assert hc.to_dict() == oc.to_dict()
+    assert hc.to_json() == oc.to_json()
+    for auto_drop in (None, True, False):
+        want = render_all(oracle, oenc, oc, auto_drop)
+        got = render_all(hnp, enc, hc, auto_drop)
+        assert got == want, (doc, auto_drop)
+        # the NumPy forms give the same tokens as the list forms
+        cfg = None if auto_drop is None else hnp.RenderConversationConfig(auto_drop_analysis=auto_drop)
+        if want["training"][0] == "ok":
+            arr = enc.render_conversation_for_training_np(hc, cfg)
+            assert arr.dtype == np.uint32 and arr.tolist() == want["training"][1]
+        if want["completion"][0] == "ok":
+            arr = enc.render_conversation_for_completion_np(hc, hnp.Role.ASSISTANT, cfg)
+            assert arr.tolist() == want["completion"][1]
+            buf = np.full(len(arr) + 5, 7, dtype=np.uint32)
+            n = enc.render_conversation_for_completion_np(hc, hnp.Role.ASSISTANT, cfg, out=buf)
+            assert n == len(arr) and buf[:n].tolist() == want["completion"][1] and buf[n:].tolist() == [7] * 5
+    for om, hm in zip(oc.messages, hc.messages):
+        for has_fn in (False, True):
+            want = outcome(lambda: oenc.render(om, oracle.RenderOptions(conversation_has_function_tools=has_fn)))
+            got = outcome(lambda: enc.render(hm, hnp.RenderOptions(conversation_has_function_tools=has_fn)))
+            assert got == want
+            if want[0] == "ok":
+                assert enc.render_np(hm, hnp.RenderOptions(conversation_has_function_tools=has_fn)).tolist() == want[1]
+
+
+def msg(role, content, **kw):
+    d = {"role": role, "content": content}
+    d.update(kw)
+    return d
+
+
+SYSTEM_FULL = {
+    "type": "system_content",
+    "model_identity": "You are a test model.",
+    "reasoning_effort": "High",
+    "conversation_start_date": "2025-09-20",
+    "knowledge_cutoff": "2024-06",
+    "channel_config": {"valid_channels": ["analysis", "commentary", "final"], "channel_required": True},
+}
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Gets the weather.\nUse it well.",
+    "parameters": {
+        "type": "object",
+        "properties": {"location": {"type": "string", "description": "City"}, "unit": {"type": "string", "enum": ["c", "f"], "default": "c"}},
+        "required": ["location"],
+    },
+}
+DEVELOPER_FULL = {
+    "type": "developer_content",
+    "instructions": "Answer briefly.",
+    "tools": {"functions": {"name": "functions", "tools": [WEATHER_TOOL, {"name": "noop", "description": "Does nothing."}]}},
+}
+
+CASES = {
+    "simple": [msg("user", "Hello"), msg("assistant", "Hi there", channel="final")],
+    "system_default": [msg("system", [{"type": "system_content"}]), msg("user", "2+2?")],
+    "system_full_and_developer_tools": [
+        msg("system", [SYSTEM_FULL]),
+        msg("developer", [DEVELOPER_FULL]),
+        msg("user", "Weather in Paris?"),
+        msg("assistant", "Need the tool.", channel="analysis"),
+        msg("assistant", '{"location":"Paris"}', channel="commentary", recipient="functions.get_weather", content_type="<|constrain|>json"),
+        msg("tool", '{"t": 20}', name="functions.get_weather", channel="commentary", recipient="assistant"),
+        msg("assistant", "It is 20 degrees.", channel="final"),
+    ],
+    "drop_only_before_first_final": [
+        msg("user", "q1"),
+        msg("assistant", "think1", channel="analysis"),
+        msg("assistant", "a1", channel="final"),
+        msg("user", "q2"),
+        msg("assistant", "think2", channel="analysis"),
+        msg("assistant", "a2", channel="final"),
+    ],
+    "ongoing_analysis_not_dropped": [
+        msg("user", "q1"),
+        msg("assistant", "think1", channel="analysis"),
+        msg("assistant", "a1", channel="final"),
+        msg("user", "q2"),
+        msg("assistant", "think2", channel="analysis"),
+    ],
+    "recipient_all_and_names": [
+        msg("user", "hi", name="alice"),
+        msg("assistant", "to all", recipient="all", channel="final"),
+        msg("assistant", "plain ct", content_type="text/markdown"),
+        msg("assistant", "bare constrain", recipient="x", content_type="<|constrain|>"),
+    ],
+    "special_text_in_content": [msg("user", "literal <|start|> and <|end|> text"), msg("assistant", "ok<|return|>", channel="final")],
+    "multiple_contents": [msg("user", [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])],
+    "browser_and_python": [
+        msg("system", [{"type": "system_content", "tools": {"python": {"name": "python", "description": "Run code.", "tools": []}}}]),
+        msg("user", "hi"),
+    ],
+    "empty": [],
+    "tool_without_name": [msg("tool", "result")],
+    "system_content_in_user": [msg("user", [{"type": "system_content"}])],
+    "developer_content_in_assistant": [msg("assistant", [{"type": "developer_content", "instructions": "x"}])],
+    "unicode": [msg("user", "héllo 世界 🎉 \u200b"), msg("assistant", "ça va", channel="final")],
+    "training_final_with_recipient": [msg("user", "x"), msg("assistant", "call", channel="final", recipient="functions.f")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cases_match_oracle(oracle, oenc, hnp, enc, name):
+    check_same(oracle, oenc, hnp, enc, {"messages": CASES[name]})
+
+
+def test_builders_match_oracle(oracle, oenc, hnp, enc):
+    def build(h):
+        sys_ = (
+            h.SystemContent.new()
+            .with_model_identity("Test model")
+            .with_reasoning_effort(h.ReasoningEffort.LOW)
+            .with_knowledge_cutoff("2024-06")
+            .with_conversation_start_date("2025-09-20")
+            .with_required_channels(["analysis", "final"])
+            .with_browser_tool()
+            .with_python_tool()
+        )
+        dev = h.DeveloperContent.new().with_instructions("Be precise.").with_function_tools(
+            [h.ToolDescription.new("f", "does f", {"type": "object", "properties": {"x": {"type": "integer"}}})]
+        )
+        return h.Conversation.from_messages(
+            [
+                h.Message.from_role_and_content(h.Role.SYSTEM, sys_),
+                h.Message.from_role_and_content(h.Role.DEVELOPER, dev),
+                h.Message.from_role_and_content(h.Role.USER, "go").adding_content("on"),
+                h.Message.from_author_and_content(h.Author.new(h.Role.TOOL, "browser.search"), "r").with_recipient("assistant"),
+            ]
+        )
+
+    oc, hc = build(oracle), build(hnp)
+    assert hc.to_dict() == oc.to_dict()
+    assert enc.render_conversation_for_completion(hc, hnp.Role.ASSISTANT) == oenc.render_conversation_for_completion(oc, oracle.Role.ASSISTANT)
+
+
+def test_out_buffer_too_small_names_sizes(hnp, enc):
+    conv = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "hello")])
+    with pytest.raises(ValueError, match="holds 2 tokens but the render needs"):
+        enc.render_conversation_np(conv, out=np.zeros(2, np.uint32))
+    with pytest.raises(TypeError, match="uint32"):
+        enc.render_conversation_np(conv, out=np.zeros(100, np.int64))
+
+
+def test_bad_values_raise_clear_errors(hnp, enc):
+    with pytest.raises(ValueError, match="Unknown role: 'boss'"):
+        hnp.Message.from_role_and_content("boss", "x")
+    with pytest.raises(TypeError, match="content must be"):
+        hnp.Message.from_role_and_content(hnp.Role.USER, 42)
+    with pytest.raises(TypeError, match="item 1 is not a Message"):
+        hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "x"), "y"])
+    with pytest.raises(TypeError, match="Conversation"):
+        enc.render_conversation("not a conversation")
+
+
+# -- hypothesis -------------------------------------------------------------------------
+
+# text that exercises BPE edges: whitespace runs, digits, specials as text, non-ASCII
+words = st.sampled_from(
+    ["hello", " world", "  ", "\n", "\n\n", "\t", "123456", "<|start|>", "<|end|>", "<|constrain|>", "é", "世界", "🎉", "'s", "to=", " ", "analysis", "final", ":", "."]
+)
+texts = st.one_of(st.lists(words, max_size=8).map("".join), st.text(st.characters(blacklist_categories=("Cs",)), max_size=30))
+opt = lambda s: st.one_of(st.none(), s)  # noqa: E731
+channels = opt(st.sampled_from(["analysis", "commentary", "final", "", "weird channel", "analysis"]))
+recipients = opt(st.sampled_from(["functions.get_weather", "all", "assistant", "browser.search", "user", ""]))
+content_types = opt(st.sampled_from(["<|constrain|>json", "<|constrain|>", "json", "text/plain", "<|constrain|> json"]))
+roles = st.sampled_from(["user", "assistant", "system", "developer", "tool"])
+some_names = st.sampled_from(["functions.get_weather", "alice", "browser.open", "x y"])
+names = opt(some_names)
+
+schemas = st.fixed_dictionaries(
+    {"type": st.just("object"), "properties": st.dictionaries(st.sampled_from(["a", "b", "loc"]), st.fixed_dictionaries({"type": st.sampled_from(["string", "number", "boolean", "integer"])}), max_size=3)},
+    optional={"required": st.lists(st.sampled_from(["a", "b", "loc"]), max_size=2)},
+)
+tool_desc = st.fixed_dictionaries({"name": st.sampled_from(["f", "get_x", "run"]), "description": texts}, optional={"parameters": schemas})
+namespace = st.builds(lambda name, desc, tools: {"name": name, "description": desc, "tools": tools}, st.sampled_from(["functions", "browser", "python", "ns"]), opt(texts), st.lists(tool_desc, max_size=2))
+tools_map = opt(st.lists(namespace, max_size=3).map(lambda nss: {ns["name"]: ns for ns in nss}))
+
+system_content = st.fixed_dictionaries(
+    {"type": st.just("system_content")},
+    optional={
+        "model_identity": opt(texts),
+        "reasoning_effort": opt(st.sampled_from(["Low", "Medium", "High"])),
+        "conversation_start_date": opt(st.just("2025-01-02")),
+        "knowledge_cutoff": opt(st.just("2024-06")),
+        "channel_config": opt(st.fixed_dictionaries({"valid_channels": st.lists(st.sampled_from(["analysis", "commentary", "final"]), max_size=3), "channel_required": st.booleans()})),
+        "tools": tools_map,
+    },
+)
+developer_content = st.fixed_dictionaries({"type": st.just("developer_content")}, optional={"instructions": opt(texts), "tools": tools_map})
+text_content = st.builds(lambda t: {"type": "text", "text": t}, texts)
+
+
+@st.composite
+def messages(draw):
+    role = draw(roles)
+    if role == "system":
+        content = draw(st.one_of(st.lists(system_content, min_size=1, max_size=1), st.lists(text_content, min_size=1, max_size=2)))
+    elif role == "developer":
+        content = draw(st.one_of(st.lists(developer_content, min_size=1, max_size=1), st.lists(text_content, min_size=1, max_size=2)))
+    else:
+        content = draw(st.one_of(texts, st.lists(text_content, max_size=2)))
+    d = {"role": role, "content": content}
+    name = draw(names)
+    if role == "tool" or name is not None:
+        d["name"] = draw(some_names) if role == "tool" and draw(st.booleans()) else name
+    for key, strat in (("channel", channels), ("recipient", recipients), ("content_type", content_types)):
+        v = draw(strat)
+        if v is not None:
+            d[key] = v
+    return d
+
+
+conversations = st.lists(messages(), max_size=7).map(lambda ms: {"messages": ms})
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations)
+def test_random_conversations_match_oracle(oracle, oenc, hnp, enc, doc):
+    check_same(oracle, oenc, hnp, enc, doc)

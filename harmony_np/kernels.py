@@ -31,3 +31,137 @@ def _gather_bytes(flat, offsets, tokens):
 def gather_bytes(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """The bytes of ``tokens`` (uint32 ids, already checked to be below ``len(offsets) - 1``)."""
     return _gather_bytes(flat, offsets, np.ascontiguousarray(tokens, dtype=np.uint32))
+
+
+# -- completion scanning ----------------------------------------------------------------------
+
+# Formatting token ids of the gpt-oss vocabulary (see harmony_np.vocab).
+_START = 200006
+_MESSAGE = 200008
+_END = 200007
+_RETURN = 200002
+_CALL = 200012
+_N_VOCAB = 201_089
+
+# Record layout of scan_completion: kind, header start, header end, content start, content end,
+# flags. Kinds: 0 message (content end == n when the input ends in it), 1 header cut short by a
+# stop token (not strict, first header, role given). Flags: 1 unknown id in the header, 2 unknown
+# id in the content. Status: 0 ok, 1 unexpected token at pos (wanted <|start|>), 2 input ends in
+# a header.
+
+
+@njit(cache=True, nogil=True)
+def _is_stop(t):
+    return t == _END or t == _CALL or t == _RETURN
+
+
+@njit(cache=True, nogil=True)
+def _scan_completion(tokens, role_given, strict, recs):
+    """Fill ``recs`` (at least n // 2 + 1 rows); return (rows used, status, pos)."""
+    n = tokens.shape[0]
+    m = 0
+    i = 0
+    expect = not role_given
+    first = role_given
+    while True:
+        if expect:
+            if i == n:
+                return m, 0, 0
+            if tokens[i] != _START:
+                return m, 1, i
+            i += 1
+        hs = i
+        flags = 0
+        j = hs
+        tok = 0
+        while j < n:
+            tok = tokens[j]
+            if tok == _MESSAGE:
+                break
+            if (not strict) and _is_stop(tok):
+                break
+            if tok >= _N_VOCAB:
+                flags = 1
+            j += 1
+        if j == n:
+            return m, 2, n
+        he = j
+        if tok != _MESSAGE:
+            if first and he > hs:
+                recs[m, 0] = 1
+                recs[m, 1] = hs
+                recs[m, 2] = he
+                recs[m, 3] = 0
+                recs[m, 4] = 0
+                recs[m, 5] = flags
+                m += 1
+            first = False
+            i = he + 1
+            expect = True
+            continue
+        first = False
+        cs = he + 1
+        j = cs
+        while j < n:
+            tok = tokens[j]
+            if _is_stop(tok):
+                break
+            if tok >= _N_VOCAB:
+                flags |= 2
+            j += 1
+        recs[m, 0] = 0
+        recs[m, 1] = hs
+        recs[m, 2] = he
+        recs[m, 3] = cs
+        recs[m, 4] = j
+        recs[m, 5] = flags
+        m += 1
+        if j == n:
+            return m, 0, 0
+        i = j + 1
+        expect = True
+
+
+def scan_completion(tokens: np.ndarray, role_given: bool, strict: bool):
+    """Message boundaries of a completion: ``(records, status, pos)``.
+
+    ``records`` is a list of ``(kind, hs, he, cs, ce, flags)`` tuples (layout above); the scan
+    stops at the first structural error, which ``status``/``pos`` report. Only ids are compared,
+    so unknown ids are safe here (they are flagged, never looked up).
+    """
+    arr = np.ascontiguousarray(tokens, dtype=np.uint32)
+    recs = np.empty((arr.shape[0] // 2 + 1, 6), dtype=np.int64)
+    m, status, pos = _scan_completion(arr, bool(role_given), bool(strict), recs)
+    return [tuple(r) for r in recs[:m].tolist()], int(status), int(pos)
+
+
+@njit(cache=True, nogil=True)
+def _scan_batch(tokens, starts, role_given, strict, recs, rec_starts, status, pos):
+    for b in range(starts.shape[0] - 1):
+        a = starts[b]
+        z = starts[b + 1]
+        r0 = rec_starts[b]
+        m, st, p = _scan_completion(tokens[a:z], role_given, strict, recs[r0:])
+        rec_starts[b + 1] = r0 + m
+        status[b] = st
+        pos[b] = p
+
+
+def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict: bool):
+    """:func:`scan_completion` over many completions packed back to back.
+
+    ``starts`` (int64, len B + 1) delimits completion b as ``tokens[starts[b]:starts[b + 1]]``.
+    Returns ``(records (R, 6) int64 with positions relative to each completion, rec_starts (B + 1),
+    status (B), pos (B))``: completion b owns ``records[rec_starts[b]:rec_starts[b + 1]]``.
+    """
+    arr = np.ascontiguousarray(tokens, dtype=np.uint32)
+    st = np.ascontiguousarray(starts, dtype=np.int64)
+    nb = st.shape[0] - 1
+    # a completion of k tokens has at most k // 2 + 1 records
+    cap = arr.shape[0] // 2 + nb + 1
+    recs = np.empty((cap, 6), dtype=np.int64)
+    rec_starts = np.zeros(nb + 1, dtype=np.int64)
+    status = np.zeros(nb, dtype=np.int64)
+    pos = np.zeros(nb, dtype=np.int64)
+    _scan_batch(arr, st, bool(role_given), bool(strict), recs, rec_starts, status, pos)
+    return recs[: rec_starts[-1]], rec_starts, status, pos

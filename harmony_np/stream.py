@@ -1,0 +1,370 @@
+"""``StreamableParser``: openai_harmony's incremental parser, one token at a time.
+
+The observable state after every token equals the oracle's: ``state_data`` included, whose
+``content_tokens`` are not the input tokens but the re-encoding (``encode_ordinary``) of each
+decoded piece, as the oracle keeps them. Here the pieces are kept as strings (and, after
+:meth:`StreamableParser.process_tokens`, as runs of tokens that each decode alone) and are only
+re-encoded when ``state_data`` is read.
+
+``process`` has a short path for the common case: inside content, an ordinary token that is
+valid UTF-8 on its own and no bytes pending from earlier tokens.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .errors import HarmonyError
+from .model import Author, Message, Role, StreamState, TextContent
+from .parse import (
+    ERR_EOS_HEADER,
+    REPLACEMENT,
+    STOP_TOKENS,
+    as_u32,
+    check_strict,
+    first_bad_token,
+    parse_header_string,
+    role_from_value,
+    tables,
+    unexpected_token_error,
+    utf8_step,
+)
+from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
+
+__all__ = ["StreamableParser"]
+
+_EXPECT_START = 0
+_HEADER = 1
+_CONTENT = 2
+_STATES = (StreamState.EXPECT_START, StreamState.HEADER, StreamState.CONTENT)
+
+_new = object.__new__
+_make_message = Message._make
+
+# process_tokens feeds shorter inputs token by token
+_BULK_MIN = 24
+
+
+def _message(role, name, channel, recipient, content_type, text) -> Message:
+    a = _new(Author)
+    a.role = role
+    a.name = name
+    c = _new(TextContent)
+    c.text = text
+    return _make_message(a, [c], channel, recipient, content_type)
+
+
+def _copy_message(m: Message) -> Message:
+    return _message(m.author.role, m.author.name, m.channel, m.recipient, m.content_type, m.content[0].text)
+
+
+class StreamableParser:
+    """Incremental parser over completion tokens (openai_harmony's ``StreamableParser``)."""
+
+    __slots__ = (
+        "_t",
+        "_strs",
+        "_strict",
+        "_next_role",
+        "_tokens",
+        "_messages",
+        "_state",
+        "_header_tokens",
+        "_header",
+        "_parts",
+        "_last",
+        "_pending",
+        "_und_tokens",
+        "_und_bytes",
+        "_ct",
+        "_ct_n",
+    )
+
+    def __init__(self, encoding, role: Optional[Role], *, strict: bool = True) -> None:
+        # the oracle's order: role.value in Python, then pyo3 checks strict, then the role name
+        rv = None if role is None else str(role.value)
+        if not hasattr(encoding, "_vocab"):
+            raise AttributeError(f"'{type(encoding).__name__}' object has no attribute '_inner'")
+        self._strict = check_strict(strict)
+        r = role_from_value(rv)
+        self._t = tables(encoding)
+        self._strs = None
+        self._next_role = r
+        self._tokens: List[int] = []
+        self._messages: List[Message] = []
+        self._state = _HEADER if r is not None else _EXPECT_START
+        self._header_tokens: Optional[list] = [] if r is not None else None
+        self._header = None
+        self._parts: Optional[list] = None
+        self._last: Optional[str] = None
+        self._pending = False
+        self._und_tokens: list = []
+        self._und_bytes = b""
+        self._ct: list = []
+        self._ct_n = 0
+
+    # -- feeding ----------------------------------------------------------------------------
+    def process(self, token: int) -> "StreamableParser":
+        """Consume one token."""
+        if token.__class__ is int and 0 <= token < N_ORDINARY:
+            self._tokens.append(token)
+            if self._state == _CONTENT and not self._pending:
+                strs = self._strs
+                if strs is None:
+                    strs = self._strs = self._t.strs
+                s = strs[token]
+                if s is not None:
+                    self._parts.append(s)
+                    self._last = s
+                    return self
+        else:
+            token = as_u32(token, "token")
+            self._tokens.append(token)
+        self._step(token)
+        return self
+
+    def process_eos(self) -> "StreamableParser":
+        """Signal the end of the stream (completes a message in progress)."""
+        st = self._state
+        if st == _CONTENT:
+            self._finish()
+        elif st == _HEADER:
+            raise HarmonyError(ERR_EOS_HEADER)
+        return self
+
+    def _step(self, token: int) -> None:
+        st = self._state
+        if st == _CONTENT:
+            if token in STOP_TOKENS:
+                self._finish()
+            elif self._und_tokens or token >= N_VOCAB:
+                # an unknown id: nothing decodes from here to the end of the message
+                self._und_tokens.append(token)
+                self._pending = True
+                self._last = None
+            else:
+                pending, self._last = utf8_step(self._und_bytes + self._t.token_bytes(token), self._parts)
+                self._und_bytes = pending
+                self._pending = bool(pending)
+        elif st == _HEADER:
+            if token == MESSAGE:
+                ht = self._header_tokens
+                # the oracle leaves the state at ExpectStart (and keeps the role) if the header fails
+                self._state = _EXPECT_START
+                self._header_tokens = None
+                self._header = self._t.header(array.array("I", ht).tobytes(), ht, self._next_role)
+                self._next_role = None
+                self._state = _CONTENT
+                self._parts = []
+                self._ct = []
+                self._ct_n = 0
+            elif not self._strict and token in STOP_TOKENS:
+                self._header_stopped()
+            else:
+                self._header_tokens.append(token)
+        else:
+            if token != START:
+                raise unexpected_token_error(token)
+            self._state = _HEADER
+            self._header_tokens = []
+
+    def _header_stopped(self) -> None:
+        # not strict: a stop token inside a header; with a role (first message only) the header
+        # text becomes the message, with the role's header parts taken out
+        role = self._next_role
+        ht = self._header_tokens
+        if role is not None and ht:
+            bad = next((x for x in ht if x >= N_VOCAB), None)
+            if bad is not None:
+                raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
+            data = self._t.decode_bytes(ht)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                from .encoding import _rust_utf8_error
+
+                raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+            mrole, name, channel, recipient, ctype, remaining = parse_header_string(text, role, False)
+            self._messages.append(_message(mrole, name, channel, recipient, ctype, remaining or ""))
+        self._state = _EXPECT_START
+        self._next_role = None
+        self._header_tokens = None
+
+    def _finish(self) -> None:
+        text = self._content_text()
+        if self._und_tokens:
+            text += REPLACEMENT
+        if self._und_bytes:
+            text += self._und_bytes.decode("utf-8", "replace")
+        role, name, channel, recipient, ctype = self._header
+        self._messages.append(_message(role, name, channel, recipient, ctype, text))
+        self._state = _EXPECT_START
+        self._header = None
+        self._parts = None
+        self._last = None
+        self._pending = False
+        self._und_tokens = []
+        self._und_bytes = b""
+        self._ct = []
+        self._ct_n = 0
+
+    def process_tokens(self, tokens) -> "StreamableParser":
+        """Consume many tokens: the same end state as :meth:`process` on each in turn (and the
+        same error, raised after the tokens before the offending one were consumed)."""
+        if tokens.__class__ is not list:
+            if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
+                tokens = tokens.tolist()
+            else:
+                tokens = list(tokens)
+        err = None
+        try:
+            buf = array.array("I", tokens)
+        except (TypeError, OverflowError, ValueError):
+            k, err = first_bad_token(tokens, "token")
+            buf = array.array("I", [as_u32(x, "token") for x in tokens[:k]])
+        if len(buf) < _BULK_MIN:
+            process = self.process
+            for tok in buf:
+                process(tok)
+        else:
+            self._feed(buf)
+        if err is not None:
+            raise err
+        return self
+
+    def _feed(self, buf: "array.array") -> None:
+        t = self._t
+        n = len(buf)
+        arr = np.frombuffer(buf, dtype=np.uint32)
+        plain = t.plain
+        if self._strs is None:
+            self._strs = t.strs
+        strs = self._strs
+        # positions a run cannot cover: in content, tokens that are not plain; in a header, ids
+        # >= 199998 (the only ones that can end it)
+        odd = np.flatnonzero(~plain[np.minimum(arr, N_VOCAB)]).tolist()
+        special = np.flatnonzero(arr >= N_ORDINARY).tolist()
+        n_odd = len(odd)
+        n_special = len(special)
+        ko = ks = 0
+        tokens = self._tokens
+        strict = self._strict
+        i = 0
+        while i < n:
+            st = self._state
+            if st == _CONTENT and not self._pending:
+                while ko < n_odd and odd[ko] < i:
+                    ko += 1
+                j = odd[ko] if ko < n_odd else n
+                if j > i:
+                    run = buf[i:j]
+                    tokens.extend(run)
+                    self._parts.append(run)
+                    self._last = strs[run[-1]]
+                    i = j
+                    continue
+            elif st == _HEADER:
+                while ks < n_special and special[ks] < i:
+                    ks += 1
+                j = n
+                while ks < n_special:
+                    p = special[ks]
+                    tok = buf[p]
+                    if tok == MESSAGE or (not strict and tok in STOP_TOKENS):
+                        j = p
+                        break
+                    ks += 1
+                if j > i:
+                    run = buf[i:j]
+                    tokens.extend(run)
+                    self._header_tokens.extend(run)
+                    i = j
+                    continue
+            tok = buf[i]
+            tokens.append(tok)
+            i += 1
+            self._step(tok)
+
+    # -- content ------------------------------------------------------------------------------
+    def _content_text(self) -> str:
+        parts = self._parts
+        try:
+            return "".join(parts)
+        except TypeError:
+            dec = self._t.decode_bytes
+            return "".join(p if p.__class__ is str else dec(p).decode("utf-8") for p in parts)
+
+    def _content_tokens(self) -> list:
+        parts = self._parts
+        ct = self._ct
+        if self._ct_n < len(parts):
+            t = self._t
+            enc = t.encode_ordinary
+            for p in parts[self._ct_n :]:
+                if p.__class__ is str:
+                    ct.extend(enc(p))
+                else:
+                    for tok in p:
+                        ct.extend(t.reencoded(tok))
+            self._ct_n = len(parts)
+        return list(ct)
+
+    # -- observation ----------------------------------------------------------------------------
+    @property
+    def state(self) -> StreamState:
+        return _STATES[self._state]
+
+    @property
+    def state_data(self) -> Dict[str, Any]:
+        """The parser state as the oracle's JSON has it (as a dict)."""
+        st = self._state
+        if st == _EXPECT_START:
+            return {"state": "ExpectStart"}
+        if st == _HEADER:
+            return {"state": "Header", "header_tokens": list(self._header_tokens)}
+        role, name, channel, recipient, ctype = self._header
+        author: Dict[str, Any] = {"role": role.value}
+        if name is not None:
+            author["name"] = name
+        return {
+            "state": "Content",
+            "header": {"author": author, "recipient": recipient, "channel": channel, "content_type": ctype},
+            "content_tokens": self._content_tokens(),
+        }
+
+    @property
+    def current_content(self) -> str:
+        return self._content_text() if self._state == _CONTENT else ""
+
+    @property
+    def current_role(self) -> Optional[Role]:
+        if self._state == _CONTENT:
+            return self._header[0]
+        return self._next_role
+
+    @property
+    def current_channel(self) -> Optional[str]:
+        return self._header[2] if self._state == _CONTENT else None
+
+    @property
+    def current_recipient(self) -> Optional[str]:
+        return self._header[3] if self._state == _CONTENT else None
+
+    @property
+    def current_content_type(self) -> Optional[str]:
+        return self._header[4] if self._state == _CONTENT else None
+
+    @property
+    def last_content_delta(self) -> Optional[str]:
+        return self._last
+
+    @property
+    def messages(self) -> List[Message]:
+        return [_copy_message(m) for m in self._messages]
+
+    @property
+    def tokens(self) -> List[int]:
+        return list(self._tokens)

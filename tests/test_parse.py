@@ -1,0 +1,527 @@
+"""parse_messages_from_completion_tokens against the oracle: hand-written cases, every error,
+hypothesis differential tests on mutated rendered conversations, and the scanner kernel against a
+naive reference."""
+
+from __future__ import annotations
+
+import array
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN = 200006, 200005, 200008, 200007, 200002, 200012, 200003
+N_VOCAB = 201_089
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _norm_messages(msgs):
+    out = []
+    for m in msgs:
+        d = m.to_dict()
+        d["role"] = d["role"].value
+        out.append(d)
+    return out
+
+
+def run_oracle(oenc, tokens, role=None, strict=True):
+    try:
+        return _norm_messages(oenc.parse_messages_from_completion_tokens(tokens, role, strict=strict))
+    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
+        return (type(exc).__name__, str(exc))
+
+
+def run_ours(enc, tokens, role=None, strict=True):
+    try:
+        return _norm_messages(enc.parse_messages_from_completion_tokens(tokens, role, strict=strict))
+    except Exception as exc:  # noqa: BLE001
+        return (type(exc).__name__, str(exc))
+
+
+def roles(oracle, hnp, name):
+    if name is None:
+        return None, None
+    return oracle.Role(name), hnp.Role(name)
+
+
+def check_same(oenc, enc, oracle, hnp, tokens, role=None, strict=True):
+    orole, hrole = roles(oracle, hnp, role)
+    expected = run_oracle(oenc, list(tokens), orole, strict)
+    got = run_ours(enc, tokens, hrole, strict)
+    assert got == expected, (list(tokens), role, strict)
+    return got
+
+
+@pytest.fixture(scope="module")
+def E(oenc):
+    return lambda s: oenc.encode(s, allowed_special="all")
+
+
+# -- hand-written cases -------------------------------------------------------------------------
+
+TOOL_CALL = (
+    '<|start|>assistant<|channel|>commentary to=functions.get_weather<|constrain|>json<|message|>'
+    '{"latitude":48.8566,"longitude":2.3522}<|call|>'
+)
+
+CASES = [
+    TOOL_CALL,
+    # to= before / after the channel, constrain adjacency
+    "<|start|>assistant to=functions.f<|channel|>commentary json<|message|>{}<|call|>",
+    "<|start|>assistant<|channel|>commentary to=functions.f json<|message|>{}<|call|>",
+    "<|start|>assistant to=functions.f<|constrain|>json<|channel|>commentary<|message|>{}<|call|>",
+    "<|start|>assistant<|channel|>commentary<|constrain|>json to=functions.f<|message|>{}<|call|>",
+    "<|start|>assistant<|constrain|>json<|message|>x<|end|>",
+    "<|start|>assistant to=x<|constrain|>json<|message|>x<|end|>",
+    "<|start|>assistant <|constrain|>json<|message|>x<|end|>",
+    "<|start|>assistant to=x <|constrain|> json<|message|>x<|end|>",
+    "<|start|>assistant x<|message|>y<|end|>",
+    "<|start|>assistant to=<|message|>y<|end|>",
+    # tool names as roles
+    "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{\"t\": 20}<|end|>",
+    "<|start|>functions.x tool to=y<|message|>hi<|end|>",
+    "<|start|>tool<|message|>hi<|end|>",
+    "<|start|>to=functions.x<|message|>hi<|end|>",
+    "<|start|>browser.search<|message|>hi<|end|>",
+    "<|start|>Assistant<|message|>hi<|end|>",
+    # channels
+    "<|start|>assistant<|channel|><|message|>hi<|end|>",
+    "<|start|>assistant<|channel|> final<|message|>hi<|end|>",
+    "<|start|>assistant<|channel|>a<b<|message|>hi<|end|>",
+    "<|start|>assistant<|channel|>fin\u3000al<|message|>hi<|end|>",
+    "<|start|>assistant<|channel|>fin\x1cal<|message|>hi<|end|>",
+    "<|start|>assistant<|channel|>x<|channel|>y<|message|>hi<|end|>",
+    "<|start|>\u3000assistant\u2003<|message|>hi<|end|>",
+    "<|start|>assistant\x0bto=x<|message|>hi<|end|>",
+    "<|start|>assistant\tto=x\njson<|message|>hi<|end|>",
+    # leftovers in the header (Rust Debug quoting of the error)
+    "<|start|>assistant foo bar baz<|message|>hi<|end|>",
+    '<|start|>assistant "q\\\\ t\u0301 \x7f\xad \u200b \U0001F600 \x00 e\u0301<|message|>hi<|end|>',
+    # several messages, stops, EOS
+    "<|start|>assistant<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>final<|message|>b<|return|>",
+    "<|start|>user<|message|>hi",
+    "<|start|>user<|message|>",
+    "<|start|>user<|message|>hi<|end|>x",
+    "<|start|>user<|message|>hi<|end|><|start|>",
+    "<|start|>user<|message|>hi<|end|><|start|>user",
+    "<|start|>user<|message|>a<|start|>b<|channel|>c<|message|>d<|constrain|><|end|>",
+    "<|start|><|message|>",
+    "<|start|> <|message|>x",
+    "<|start|>foo<|message|>",
+    "<|message|>x<|end|>",
+    "assistant<|message|>x<|end|>",
+    "<|channel|>final<|message|>x<|end|>",
+    "user<|end|>",
+    "<|end|>",
+    "",
+    "Hello   world\u3000x<|end|>",
+    "<|channel|>final Hello   world<|end|><|start|>user x<|end|>",
+    "<|channel|>final<|end|>",
+    "<|channel|><|end|>",
+    "assistant<|end|>",
+    "assistant to=x json<|call|>tail",
+    "<|start|>assistant<|start|><|message|>x<|start|>y<|end|>",
+    "<|start|>assistant<|end|><|start|>user<|message|>x<|end|>",
+    "<|start|>assistant<|message|>caf\u00e9 \U0001F600 \u4e2d\u6587<|end|>",
+]
+
+
+@pytest.mark.parametrize("text", CASES)
+@pytest.mark.parametrize("role", [None, "assistant", "tool", "user"])
+@pytest.mark.parametrize("strict", [True, False])
+def test_cases_match_oracle(oenc, enc, oracle, hnp, E, text, role, strict):
+    check_same(oenc, enc, oracle, hnp, E(text), role, strict)
+
+
+def test_tool_call_fields(enc, hnp, E):
+    (m,) = enc.parse_messages_from_completion_tokens(E(TOOL_CALL))
+    assert m.author == hnp.Author(hnp.Role.ASSISTANT)
+    assert m.channel == "commentary"
+    assert m.recipient == "functions.get_weather"
+    assert m.content_type == "<|constrain|>json"
+    assert m.content == [hnp.TextContent('{"latitude":48.8566,"longitude":2.3522}')]
+
+
+def test_tool_role_names(enc, hnp, E):
+    (m,) = enc.parse_messages_from_completion_tokens(E("<|start|>functions.x tool to=y<|message|>hi<|end|>"))
+    assert (m.author.role, m.author.name, m.recipient) == (hnp.Role.TOOL, "functions.x", "y")
+    (m,) = enc.parse_messages_from_completion_tokens(E("<|start|>tool<|message|>hi<|end|>"))
+    assert (m.author.role, m.author.name) == (hnp.Role.TOOL, "tool")
+    (m,) = enc.parse_messages_from_completion_tokens(E("<|message|>hi<|end|>"), hnp.Role.TOOL)
+    assert (m.author.role, m.author.name) == (hnp.Role.TOOL, None)
+
+
+def test_non_strict_header_cut_short(enc, hnp, E):
+    msgs = enc.parse_messages_from_completion_tokens(
+        E("<|channel|>final Hello   world<|end|><|start|>user x<|end|>"), hnp.Role.ASSISTANT, strict=False
+    )
+    assert [(m.author.role, m.channel, m.content[0].text) for m in msgs] == [(hnp.Role.ASSISTANT, "final", "Hello world")]
+    with pytest.raises(hnp.HarmonyError, match="^Unexpected EOS while waiting for message header to complete$"):
+        enc.parse_messages_from_completion_tokens(E("<|channel|>final Hello<|end|>"), hnp.Role.ASSISTANT)
+
+
+def test_header_errors(enc, hnp, E):
+    p = enc.parse_messages_from_completion_tokens
+    with pytest.raises(hnp.HarmonyError, match="^channel marker present but no channel value found in header$"):
+        p(E("<|start|>assistant<|channel|><|message|>x<|end|>"))
+    with pytest.raises(hnp.HarmonyError, match=r'^unexpected tokens remaining in message header: Some\("foo"\)$'):
+        p(E("<|start|>assistant foo bar baz<|message|>x<|end|>"))
+    with pytest.raises(hnp.HarmonyError, match="^message header did not contain a role$"):
+        p(E("<|start|> <|message|>x"))
+    with pytest.raises(hnp.HarmonyError, match="^Unknown role: foo$"):
+        p(E("<|start|>foo<|message|>x"))
+    with pytest.raises(hnp.HarmonyError, match="^could not decode header$"):
+        p([START, 300000, MESSAGE])
+    with pytest.raises(hnp.HarmonyError, match="^Unexpected token 5 while expecting start token 200006$"):
+        p(E("<|start|>user<|message|>x<|end|>") + [5])
+
+
+def test_invalid_utf8(oenc, enc, oracle, hnp, E):
+    head = E("<|start|>assistant<|message|>")
+    byte_tok = {}
+    table = enc.vocab.token_bytes_list()
+    for i, tb in enumerate(table[:199998]):
+        if len(tb) == 1:
+            byte_tok[tb[0]] = i
+    seqs = [
+        [0xE2, 0x82, 0xAC],
+        [0xE2, 0x82],
+        [0xFF, 0x41, 0x42],
+        [0xF0, 0x9F, 0x98],
+        [0xC0, 0xAF, 0xE0, 0x80],
+        [0xED, 0xA0, 0x80],
+        [0xF4, 0x90, 0x80, 0x80],
+    ]
+    for seq in seqs:
+        toks = head + [byte_tok[b] for b in seq]
+        for tail in ([], [END], [300000, byte_tok[0x41]], [byte_tok[0x41], 300000, END]):
+            got = check_same(oenc, enc, oracle, hnp, toks + tail)
+            assert isinstance(got, list) and len(got) == 1
+    (m,) = enc.parse_messages_from_completion_tokens(head + [byte_tok[0xFF], byte_tok[0x41], 300000, byte_tok[0x42], END])
+    assert m.content[0].text == "\ufffdA\ufffd"
+    # the oracle's order: decoded text, one replacement for the unknown id, then the bytes still
+    # pending from before it ("A" waits behind the invalid 0xE2 until the next token)
+    (m,) = enc.parse_messages_from_completion_tokens(head + [byte_tok[0xE2], byte_tok[0x41], 300000, END])
+    assert m.content[0].text == "\ufffd\ufffdA"
+
+
+def test_unknown_id_in_content_swallows_rest(enc, hnp, E):
+    head = E("<|start|>assistant<|message|>ab")
+    (m,) = enc.parse_messages_from_completion_tokens(head + [300000] + E("cd") + [END])
+    assert m.content[0].text == "ab\ufffd"
+
+
+BAD_INPUTS = [
+    [300000],
+    [201089],
+    [2**32 - 1],
+    [-1],
+    [2**40],
+    [2**63 - 1],
+    [2**63],
+    [2**64],
+    [-(2**70)],
+    [1.0],
+    [True],
+    [None],
+    ["a"],
+    "abc",
+    b"ab",
+    [[1]],
+    [1 + 0j],
+    [1, 2.0, 2**70],
+    [2**70, 1.0],
+    [START, 300000],
+    [START, 1, MESSAGE, 300000],
+    (START,),
+    [np.int8(5)],
+    [np.uint64(2**64 - 1)],
+    [np.True_],
+    [np.float32(1)],
+]
+
+
+@pytest.mark.parametrize("tokens", BAD_INPUTS, ids=repr)
+def test_bad_inputs_match_oracle(oenc, enc, oracle, hnp, tokens):
+    got = check_same(oenc, enc, oracle, hnp, tokens)
+    assert isinstance(got, tuple) or got == []
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: np.array([START, 1, MESSAGE, 2], dtype=np.int64),
+        lambda: np.array([START, 1, MESSAGE, 2], dtype=np.uint32),
+        lambda: np.array([START, 1, MESSAGE, 2], dtype=np.uint16 if False else np.int32)[::-1],
+        lambda: np.array([2**64 - 1], dtype=np.uint64),
+        lambda: np.array([5, -1], dtype=np.int64),
+        lambda: np.array([1.0]),
+        lambda: np.array([True]),
+        lambda: np.array(5),
+        lambda: np.zeros((1, 1), dtype=np.int64),
+        lambda: np.array([], dtype=np.int64),
+        lambda: np.array([], dtype=np.float64),
+        lambda: array.array("I", [START, 1, MESSAGE]),
+        lambda: array.array("q", [START, -1]),
+        lambda: iter([START, 1, MESSAGE]),
+        lambda: {START: 0, 1: 0, MESSAGE: 0},
+        lambda: range(3),
+    ],
+)
+def test_token_containers(oenc, enc, oracle, hnp, make):
+    orole = None
+    expected = run_oracle(oenc, make(), orole)
+    got = run_ours(enc, make(), None)
+    assert got == expected
+
+
+def test_non_iterables(oenc, enc):
+    for bad in (5, None, 1.5):
+        expected = run_oracle(oenc, bad)
+        assert expected[0] == "TypeError"
+        assert run_ours(enc, bad) == expected
+
+
+def test_argument_order_and_role_errors(oenc, enc, oracle, hnp):
+    class FakeRole:
+        value = "nope"
+
+    for tokens, role, strict in [
+        ([1], "assistant", True),  # str has no .value
+        ([1], FakeRole(), True),  # unknown role
+        ([1], FakeRole(), 3),  # strict checked before the role name
+        ([1.0], "x", 3),  # role.value before the tokens
+        (5, "x", 3),  # list(tokens) first
+        ([2**40], FakeRole(), 3),  # tokens before strict
+        ([], None, np.True_),
+        ([], None, np.int64(1)),
+        ([], None, "yes"),
+        ([], None, None),
+        ([], FakeRole(), None),
+    ]:
+        expected = run_oracle(oenc, tokens, role, strict)
+        got = run_ours(enc, tokens, role, strict)
+        assert got == expected, (tokens, role, strict)
+    assert run_ours(enc, [1], "assistant") == ("AttributeError", "'str' object has no attribute 'value'")
+    # oracle roles work too (anything with a .value naming a role)
+    assert run_ours(enc, [MESSAGE], oracle.Role.USER) == run_oracle(oenc, [MESSAGE], oracle.Role.USER)
+
+
+# -- Rust Debug quoting ---------------------------------------------------------------------------
+
+
+def test_rust_debug_str():
+    from harmony_np.parse import rust_debug_str
+
+    assert rust_debug_str("foo") == '"foo"'
+    assert rust_debug_str('a"b\\c') == '"a\\"b\\\\c"'
+    assert rust_debug_str("\t\r\n\0") == '"\\t\\r\\n\\0"'
+    assert rust_debug_str("e\u0301") == '"e\\u{301}"'
+    assert rust_debug_str("\x7f\xad\u200b\u2028") == '"\\u{7f}\\u{ad}\\u{200b}\\u{2028}"'
+    assert rust_debug_str("\U0001F600 caf\u00e9 \u4e2d") == '"\U0001F600 caf\u00e9 \u4e2d"'
+    assert rust_debug_str("\u3000") == '"\\u{3000}"'
+    assert rust_debug_str("\U000E0041") == '"\\u{e0041}"'
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.characters(exclude_characters=" \t\n\x0c\r<"), min_size=1, max_size=6))
+def test_rust_debug_str_matches_oracle(oenc, enc, oracle, hnp, chars):
+    text = "assistant " + " ".join("Q" + c + "Q" for c in chars) + " b c"
+    tokens = [START] + oenc.encode(text, allowed_special="all") + [MESSAGE]
+    check_same(oenc, enc, oracle, hnp, tokens)
+
+
+# -- hypothesis: mutated rendered conversations ---------------------------------------------------
+
+_TEXTS = ["Hello", "", " spaced  out ", "caf\u00e9 \U0001F600", "\u4e2d\u6587\u6d4b\u8bd5", '{"a": 1}', "line\nbreak", "<|start|> text", "a\u0301b"]
+
+
+@st.composite
+def oracle_messages(draw, oracle):
+    role = draw(st.sampled_from(["assistant", "user", "tool", "developer", "system"]))
+    name = draw(st.sampled_from(["functions.get_weather", "browser.search"])) if role == "tool" else None
+    text = draw(st.sampled_from(_TEXTS) | st.text(max_size=12))
+    msg = oracle.Message.from_author_and_content(oracle.Author(role=oracle.Role(role), name=name), text)
+    channel = draw(st.sampled_from([None, "analysis", "commentary", "final"]))
+    if channel:
+        msg = msg.with_channel(channel)
+    recipient = draw(st.sampled_from([None, None, "functions.get_weather", "assistant", "browser.open"]))
+    if recipient:
+        msg = msg.with_recipient(recipient)
+    ctype = draw(st.sampled_from([None, None, "json", "<|constrain|>json"]))
+    if ctype:
+        msg = msg.with_content_type(ctype)
+    return msg
+
+
+def _token_pool(enc):
+    table = enc.vocab.token_bytes_list()
+    byte_tokens = []
+    partial = []
+    for i, b in enumerate(table[:199998]):
+        if len(b) == 1 and b[0] >= 0x80:
+            byte_tokens.append(i)
+        elif len(b) > 1 and len(partial) < 64:
+            try:
+                b.decode("utf-8")
+            except UnicodeDecodeError:
+                partial.append(i)
+    specials = [START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN, 199999, 200013]
+    words = enc.encode(" to= to=functions.x json assistant tool \n\t <| |> analysis")
+    return specials, byte_tokens, partial, words
+
+
+@st.composite
+def completions(draw, oracle, oenc, enc):
+    msgs = draw(st.lists(oracle_messages(oracle), min_size=1, max_size=3))
+    tokens = []
+    for m in msgs:
+        try:
+            tokens += oenc.render(m)
+        except Exception:  # noqa: BLE001 - a combination the renderer refuses: leave it out
+            continue
+    role = draw(st.sampled_from([None, None, "assistant", "tool", "user"]))
+    if role is not None and tokens and tokens[0] == START:
+        cut = draw(st.sampled_from([1, 2]))
+        tokens = tokens[cut:]
+    specials, byte_tokens, partial, words = _token_pool(enc)
+    pool = st.sampled_from(specials) | st.sampled_from(byte_tokens) | st.sampled_from(partial) | st.sampled_from(words)
+    pool = pool | st.integers(0, N_VOCAB - 1) | st.sampled_from([N_VOCAB, 300000, 2**32 - 1])
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["delete", "insert", "replace"]))
+        pos = draw(st.integers(0, len(tokens)))
+        if op == "insert":
+            tokens.insert(pos, draw(pool))
+        elif tokens and pos < len(tokens):
+            if op == "delete":
+                del tokens[pos]
+            else:
+                tokens[pos] = draw(pool)
+    strict = draw(st.booleans())
+    return tokens, role, strict
+
+
+@pytest.fixture(scope="module")
+def completion_strategy(oracle, oenc, enc):
+    return completions(oracle, oenc, enc)
+
+
+def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_strategy):
+    seen = {"ok": 0, "err": 0}
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(completion_strategy)
+    def inner(case):
+        tokens, role, strict = case
+        got = check_same(oenc, enc, oracle, hnp, tokens, role, strict)
+        seen["ok" if isinstance(got, list) else "err"] += 1
+        # the numpy form agrees with the list form
+        orole, hrole = roles(oracle, hnp, role)
+        assert run_ours(enc, np.array(tokens, dtype=np.uint32), hrole, strict) == got
+
+    inner()
+    assert seen["ok"] > 20 and seen["err"] > 20, seen
+
+
+def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):
+    from harmony_np import parse
+
+    body = " ".join(f"word{i} caf\u00e9" for i in range(400))
+    text = (
+        "<|start|>assistant<|channel|>analysis<|message|>" + body + "<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>" + body[:500] + "<|return|>"
+    )
+    toks = E(text)
+    assert len(toks) > parse.SCAN_KERNEL_MIN
+    got = check_same(oenc, enc, oracle, hnp, toks)
+    assert [m["channel"] for m in got] == ["analysis", "final"]
+    # errors found by the kernel path
+    check_same(oenc, enc, oracle, hnp, toks + [5])
+    check_same(oenc, enc, oracle, hnp, toks + [START] + E("assistant"))
+    check_same(oenc, enc, oracle, hnp, toks[:300] + [300000] + toks[300:])
+    check_same(oenc, enc, oracle, hnp, toks[2:], "assistant", False)
+    cut = toks.index(MESSAGE)
+    check_same(oenc, enc, oracle, hnp, toks[:cut] + [END] + toks[cut:], "assistant", False)
+
+
+# -- the scanner kernel against a naive reference ---------------------------------------------------
+
+
+def naive_scan(tokens, role_given, strict):
+    """Token by token, as the oracle's state machine walks: records and the first structural error."""
+    recs = []
+    state = "header" if role_given else "expect"
+    first = role_given
+    hs = he = cs = 0
+    flags = 0
+    for i, t in enumerate(tokens):
+        if state == "expect":
+            if t != START:
+                return recs, 1, i
+            state, hs, flags = "header", i + 1, 0
+        elif state == "header":
+            if t == MESSAGE:
+                he, cs, state, first = i, i + 1, "content", False
+            elif not strict and t in (END, CALL, RETURN):
+                if first and i > hs:
+                    recs.append((1, hs, i, 0, 0, flags))
+                first, state = False, "expect"
+            elif t >= N_VOCAB:
+                flags |= 1
+        else:
+            if t in (END, CALL, RETURN):
+                recs.append((0, hs, he, cs, i, flags))
+                state = "expect"
+            elif t >= N_VOCAB:
+                flags |= 2
+    if state == "header":
+        return recs, 2, len(tokens)
+    if state == "content":
+        recs.append((0, hs, he, cs, len(tokens), flags))
+    return recs, 0, 0
+
+
+_scan_tokens = st.lists(
+    st.sampled_from([START, MESSAGE, END, CALL, RETURN, CHANNEL, 1, 2, 3, N_VOCAB, 2**32 - 1]), max_size=40
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_scan_tokens, st.booleans(), st.booleans())
+def test_scanners_match_naive(tokens, role_given, strict):
+    from harmony_np import kernels, parse
+
+    expected = naive_scan(tokens, role_given, strict)
+    arr = np.array(tokens, dtype=np.uint32)
+    assert kernels.scan_completion(arr, role_given, strict) == expected
+    buf = array.array("I", tokens)
+    specials = [i for i, t in enumerate(tokens) if t >= 199998]
+    assert parse.scan_py(buf, specials, role_given, strict) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_scan_tokens, min_size=1, max_size=6), st.booleans(), st.booleans())
+def test_scan_batch_matches_single(batch, role_given, strict):
+    from harmony_np import kernels
+
+    flat = np.array([t for seq in batch for t in seq], dtype=np.uint32)
+    starts = np.cumsum([0] + [len(s) for s in batch]).astype(np.int64)
+    recs, rec_starts, status, pos = kernels.scan_batch(flat, starts, role_given, strict)
+    assert rec_starts[0] == 0 and len(rec_starts) == len(batch) + 1
+    for b, seq in enumerate(batch):
+        exp_recs, exp_status, exp_pos = naive_scan(seq, role_given, strict)
+        got = [tuple(r) for r in recs[rec_starts[b] : rec_starts[b + 1]].tolist()]
+        assert (got, int(status[b]), int(pos[b])) == (exp_recs, exp_status, exp_pos)
+
+
+def test_header_cache_returns_fresh_objects(enc, E):
+    toks = E(TOOL_CALL)
+    a = enc.parse_messages_from_completion_tokens(toks)
+    a[0].author.name = "mutated"
+    a[0].content[0].text = "mutated"
+    b = enc.parse_messages_from_completion_tokens(toks)
+    assert b[0].author.name is None
+    assert b[0].content[0].text.startswith("{")

@@ -1,0 +1,384 @@
+"""StreamableParser against the oracle's, observed after every token; process_tokens against
+process; constructor and token errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN = 200006, 200005, 200008, 200007, 200002, 200012, 200003
+N_VOCAB = 201_089
+
+ATTRS = (
+    "state_data",
+    "current_role",
+    "current_channel",
+    "current_recipient",
+    "current_content_type",
+    "current_content",
+    "last_content_delta",
+    "tokens",
+)
+
+
+def observe(p):
+    out = {}
+    for a in ATTRS:
+        try:
+            v = getattr(p, a)
+        except Exception as exc:  # noqa: BLE001
+            v = (type(exc).__name__, str(exc))
+        if a == "current_role" and v is not None:
+            v = v.value
+        out[a] = v
+    out["state"] = p.state.value
+    msgs = []
+    for m in p.messages:
+        d = m.to_dict()
+        d["role"] = d["role"].value
+        msgs.append(d)
+    out["messages"] = msgs
+    return out
+
+
+def call(f, *args):
+    try:
+        f(*args)
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return (type(exc).__name__, str(exc))
+
+
+def make_pair(oracle, oenc, hnp, enc, role, strict):
+    orole = None if role is None else oracle.Role(role)
+    hrole = None if role is None else hnp.Role(role)
+    return oracle.StreamableParser(oenc, orole, strict=strict), hnp.StreamableParser(enc, hrole, strict=strict)
+
+
+def check_stream(oracle, oenc, hnp, enc, tokens, role=None, strict=True):
+    """Feed both parsers token by token (then EOS); all observables equal after each step."""
+    po, ph = make_pair(oracle, oenc, hnp, enc, role, strict)
+    assert observe(ph) == observe(po)
+    errors = 0
+    for tok in list(tokens) + [None]:
+        if tok is None:
+            eo, eh = call(po.process_eos), call(ph.process_eos)
+        else:
+            eo, eh = call(po.process, tok), call(ph.process, tok)
+        assert eh == eo, (tokens, tok)
+        errors += eo is not None
+        assert observe(ph) == observe(po), (tokens, tok)
+    return ph, errors
+
+
+@pytest.fixture(scope="module")
+def E(oenc):
+    return lambda s: oenc.encode(s, allowed_special="all")
+
+
+@pytest.fixture(scope="module")
+def byte_tok(enc):
+    table = enc.vocab.token_bytes_list()
+    return {b[0]: i for i, b in enumerate(table[:199998]) if len(b) == 1}
+
+
+# -- hand-written -------------------------------------------------------------------------------
+
+CASES = [
+    "<|start|>functions.x to=assistant<|channel|>commentary<|message|>h\u00e9llo \U0001F600<|end|>",
+    '<|start|>assistant<|channel|>commentary to=functions.get_weather<|constrain|>json<|message|>{"a": 1}<|call|>',
+    "<|start|>assistant<|channel|>analysis<|message|>a b<|end|><|start|>assistant<|channel|>final<|message|>c<|return|>",
+    "<|start|>tool<|message|>hi<|end|>",
+    "<|start|>assistant<|channel|><|message|>hi<|end|>",
+    "<|start|>assistant foo bar<|message|>hi<|end|>",
+    "<|start|>user<|message|>hi",
+    "<|start|>user<|message|>hi<|end|>x",
+    "<|start|>user<|message|>a<|start|>b<|channel|>c<|constrain|><|end|>",
+    "<|channel|><|message|>x<|end|>y",
+    "<|channel|>final Hello   world<|end|><|start|>user x<|end|>",
+    "Hello world<|end|>",
+    "<|start|>user",
+    "",
+    "<|start|>assistant<|message|>\u4e2d\u6587\u6d4b\u8bd5 \U0001F600\U0001F680 caf\u00e9<|end|>",
+]
+
+
+@pytest.mark.parametrize("text", CASES)
+@pytest.mark.parametrize("role", [None, "assistant"])
+@pytest.mark.parametrize("strict", [True, False])
+def test_cases_match_oracle(oracle, oenc, hnp, enc, E, text, role, strict):
+    ph, _ = check_stream(oracle, oenc, hnp, enc, E(text), role, strict)
+    assert ph.tokens == E(text)
+
+
+def test_deltas_and_state(hnp, enc, E):
+    p = hnp.StreamableParser(enc, None)
+    for t in E("<|start|>assistant<|channel|>final<|message|>"):
+        p.process(t)
+    assert p.state == hnp.StreamState.CONTENT
+    assert (p.current_role, p.current_channel) == (hnp.Role.ASSISTANT, "final")
+    deltas = []
+    for t in E("Hello world"):
+        p.process(t)
+        deltas.append(p.last_content_delta)
+    assert "".join(deltas) == "Hello world" == p.current_content
+    assert p.state_data["content_tokens"] == E("Hello world")
+    assert p.process(END) is p
+    assert p.state == hnp.StreamState.EXPECT_START and p.last_content_delta is None
+    assert [m.content[0].text for m in p.messages] == ["Hello world"]
+    assert p.process_eos() is p
+
+
+def test_utf8_split_across_tokens(oracle, oenc, hnp, enc, E, byte_tok):
+    head = E("<|start|>assistant<|message|>")
+    euro = [byte_tok[b] for b in "\u20ac".encode()]
+    ph, _ = check_stream(oracle, oenc, hnp, enc, head + euro + [END])
+    assert ph.messages[0].content[0].text == "\u20ac"
+    p = hnp.StreamableParser(enc, None)
+    for t in head + euro[:2]:
+        p.process(t)
+    assert p.last_content_delta is None and p.current_content == ""
+    p.process(euro[2])
+    assert p.last_content_delta == "\u20ac"
+
+
+@pytest.mark.parametrize(
+    "seq",
+    [
+        [0xE2, 0x82],
+        [0xFF, 0x41, 0x42],
+        [0xE2, 0x41],
+        [0xF0, 0x9F, 0x98, 0x80, 0x80],
+        [0xC0, 0xAF, 0xE0, 0x80, 0xBF],
+        [0xED, 0xA0, 0x80, 0x41],
+        [0xF4, 0x90, 0x80, 0x80],
+        [0x41, 0xF0, 0x9F],
+    ],
+)
+@pytest.mark.parametrize("tail", [[], [END], ["bad", 0x41], [0x41, "bad", END]])
+def test_invalid_utf8(oracle, oenc, hnp, enc, E, byte_tok, seq, tail):
+    toks = E("<|start|>assistant<|message|>") + [byte_tok[b] for b in seq]
+    toks += [300000 if t == "bad" else t if t == END else byte_tok[t] for t in tail]
+    ph, _ = check_stream(oracle, oenc, hnp, enc, toks)
+    assert len(ph.messages) == 1
+
+
+def test_header_error_leaves_expect_start_with_role(oracle, oenc, hnp, enc, E):
+    ph, errors = check_stream(oracle, oenc, hnp, enc, E("<|channel|><|message|>"), "assistant")
+    assert errors == 1
+    assert ph.state == hnp.StreamState.EXPECT_START
+    assert ph.current_role == hnp.Role.ASSISTANT  # the oracle keeps the role after the failure
+
+
+def test_non_strict_stop_in_header_with_bad_bytes(oracle, oenc, hnp, enc, E, byte_tok):
+    for hdr in ([300000], [byte_tok[0xFF]], E("<|channel|>"), E("x<|channel|> y")):
+        ph, _ = check_stream(oracle, oenc, hnp, enc, hdr + [END, START] + E("user<|message|>x"), "assistant", False)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [1.0, -1, 2**32, 2**40, 2**63, 2**64, -(2**64), None, "a", True, np.int64(5), np.uint8(7), np.True_, np.float32(1),
+     np.array([1]), 300000, 2**32 - 1, START],
+    ids=repr,
+)
+def test_process_errors(oracle, oenc, hnp, enc, token):
+    po, ph = make_pair(oracle, oenc, hnp, enc, None, True)
+    eo, eh = call(po.process, token), call(ph.process, token)
+    assert eh == eo
+    assert observe(ph) == observe(po)
+
+
+@pytest.mark.parametrize("token", [1.0, None, 2**40, 300000, 5])
+def test_process_errors_in_content(oracle, oenc, hnp, enc, E, token):
+    po, ph = make_pair(oracle, oenc, hnp, enc, None, True)
+    for t in E("<|start|>user<|message|>ab"):
+        po.process(t)
+        ph.process(t)
+    assert call(ph.process, token) == call(po.process, token)
+    assert observe(ph) == observe(po)
+
+
+def test_constructor_errors(oracle, oenc, hnp, enc):
+    class FakeRole:
+        value = "nope"
+
+    class GoodRole:
+        value = "assistant"
+
+    for role, kw in [
+        ("assistant", {}),
+        (FakeRole(), {}),
+        (FakeRole(), {"strict": 1}),
+        (None, {"strict": "x"}),
+        (None, {"strict": np.int64(1)}),
+        (None, {"strict": np.True_}),
+        (None, {"strict": None}),
+        (GoodRole(), {}),
+    ]:
+        eo = call(lambda: oracle.StreamableParser(oenc, role, **kw))
+        eh = call(lambda: hnp.StreamableParser(enc, role, **kw))
+        assert eh == eo, (role, kw)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'role'"):
+        hnp.StreamableParser(enc)
+    p = hnp.StreamableParser(enc, GoodRole(), strict=np.False_)
+    assert p.current_role == hnp.Role.ASSISTANT and p.state == hnp.StreamState.HEADER
+
+
+def test_lazy_import_from_package(hnp):
+    from harmony_np.stream import StreamableParser
+
+    assert hnp.StreamableParser is StreamableParser
+
+
+# -- hypothesis: mutated completions, every token observed -------------------------------------
+
+_TEXTS = ["Hello", "", " spaced  out ", "caf\u00e9 \U0001F600", "\u4e2d\u6587", '{"a": 1}', "a\u0301b\nc"]
+
+
+@st.composite
+def completions(draw, oracle, oenc, enc, pool_tokens):
+    tokens = []
+    for _ in range(draw(st.integers(1, 2))):
+        role = draw(st.sampled_from(["assistant", "user", "tool"]))
+        name = "functions.f" if role == "tool" else None
+        text = draw(st.sampled_from(_TEXTS) | st.text(max_size=8))
+        m = oracle.Message.from_author_and_content(oracle.Author(role=oracle.Role(role), name=name), text)
+        ch = draw(st.sampled_from([None, "analysis", "final"]))
+        if ch:
+            m = m.with_channel(ch)
+        rc = draw(st.sampled_from([None, "functions.get_weather"]))
+        if rc:
+            m = m.with_recipient(rc)
+        if draw(st.booleans()):
+            m = m.with_content_type("<|constrain|>json")
+        tokens += oenc.render(m)
+    role = draw(st.sampled_from([None, None, "assistant", "user"]))
+    if role is not None and tokens and tokens[0] == START:
+        tokens = tokens[draw(st.sampled_from([1, 2])) :]
+    pool = st.sampled_from(pool_tokens) | st.integers(0, N_VOCAB - 1)
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["delete", "insert", "replace"]))
+        pos = draw(st.integers(0, len(tokens)))
+        if op == "insert":
+            tokens.insert(pos, draw(pool))
+        elif tokens and pos < len(tokens):
+            if op == "delete":
+                del tokens[pos]
+            else:
+                tokens[pos] = draw(pool)
+    return tokens, role, draw(st.booleans())
+
+
+@pytest.fixture(scope="module")
+def completion_strategy(oracle, oenc, enc, byte_tok):
+    table = enc.vocab.token_bytes_list()
+    partial = []
+    for i, b in enumerate(table[:199998]):
+        if len(b) > 1 and len(partial) < 48:
+            try:
+                b.decode("utf-8")
+            except UnicodeDecodeError:
+                partial.append(i)
+    pool = [START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN, 199999, N_VOCAB, 300000]
+    pool += [byte_tok[b] for b in (0x80, 0xBF, 0xC3, 0xE2, 0xF0, 0xFF, 0x20, 0x0A)] + partial
+    pool += enc.encode(" to=x json assistant")
+    return completions(oracle, oenc, enc, pool)
+
+
+def test_differential_every_token(oracle, oenc, hnp, enc, completion_strategy):
+    seen = {"errors": 0, "clean": 0}
+
+    @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(completion_strategy)
+    def inner(case):
+        tokens, role, strict = case
+        _, errors = check_stream(oracle, oenc, hnp, enc, tokens, role, strict)
+        seen["errors" if errors else "clean"] += 1
+
+    inner()
+    assert seen["errors"] > 10 and seen["clean"] > 10, seen
+
+
+# -- process_tokens ---------------------------------------------------------------------------------
+
+
+def observe_ours(p):
+    return observe(p)
+
+
+def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypatch):
+    from harmony_np import stream
+
+    bulk_calls = []
+    real_feed = stream.StreamableParser._feed
+    monkeypatch.setattr(stream.StreamableParser, "_feed", lambda self, buf: (bulk_calls.append(len(buf)), real_feed(self, buf)))
+
+    @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(completion_strategy, st.lists(st.integers(1, 60), max_size=4), st.booleans())
+    def inner(case, cuts, as_numpy):
+        tokens, role, strict = case
+        tokens = tokens * 3  # long enough for the bulk path
+        hrole = None if role is None else hnp.Role(role)
+        one = hnp.StreamableParser(enc, hrole, strict=strict)
+        bulk = hnp.StreamableParser(enc, hrole, strict=strict)
+        bounds = sorted({0, len(tokens), *[min(c * 5, len(tokens)) for c in cuts]})
+        for a, b in zip(bounds, bounds[1:]):
+            chunk = tokens[a:b]
+            e1 = None
+            for t in chunk:
+                e1 = call(one.process, t)
+                if e1:
+                    break
+            e2 = call(bulk.process_tokens, np.array(chunk, dtype=np.int64) if as_numpy else chunk)
+            assert e2 == e1
+            assert observe(bulk) == observe(one)
+            if e1:
+                break
+
+    inner()
+    assert len(bulk_calls) > 50
+
+
+def test_process_tokens_against_oracle(oracle, oenc, hnp, enc, E):
+    text = (
+        "<|start|>assistant<|channel|>analysis<|message|>" + "caf\u00e9 \U0001F600 \u4e2d\u6587 " * 40 + "<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>" + "done " * 30
+    )
+    toks = E(text)
+    po = oracle.StreamableParser(oenc, None)
+    for t in toks:
+        po.process(t)
+    ph = hnp.StreamableParser(enc, None)
+    assert ph.process_tokens(toks) is ph
+    assert observe(ph) == observe(po)
+    po.process_eos()
+    ph.process_eos()
+    assert observe(ph) == observe(po)
+    assert len(ph.messages) == 2
+
+
+def test_process_tokens_bad_item_midway(oracle, oenc, hnp, enc, E):
+    toks = E("<|start|>user<|message|>" + "word " * 30)
+    for bad in (1.5, -1, 2**64, "x"):
+        po, ph = make_pair(oracle, oenc, hnp, enc, None, True)
+        eo = None
+        for t in toks + [bad] + toks:
+            eo = call(po.process, t)
+            if eo:
+                break
+        eh = call(ph.process_tokens, toks + [bad] + toks)
+        assert eh == eo
+        assert observe(ph) == observe(po)
+        assert len(ph.tokens) == len(toks)
+
+
+def test_process_tokens_non_iterable(hnp, enc):
+    p = hnp.StreamableParser(enc, None)
+    with pytest.raises(TypeError, match="'int' object is not iterable"):
+        p.process_tokens(5)
+    assert p.tokens == []

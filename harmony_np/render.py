@@ -39,6 +39,7 @@ _DEVELOPER = Role.DEVELOPER
 _CONSTRAIN_TEXT = "<|constrain|>"
 _END_LIST = [END]
 _CALL_LIST = [CALL]
+_START_LIST = [START]
 _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
 # Rust's Debug of the role, as it appears in openai_harmony's error text
 _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
@@ -194,63 +195,79 @@ class Renderer:
         return out
 
     # -- headers ---------------------------------------------------------------------------
-    def _header(self, role: Role, name, recipient, channel, content_type) -> List[int]:
+    def header_entry(self, role: Role, name, recipient, channel, content_type) -> tuple:
+        """``(header, author_part, rest)``: the header tokens ``<|start|>…<|message|>``, split
+        after the author (role and name) for loss masks; cached per distinct header."""
         key = (role, name, recipient, channel, content_type)
-        hdr = self._headers.get(key)
-        if hdr is not None:
-            return hdr
+        entry = self._headers.get(key)
+        if entry is not None:
+            return entry
         enc = self._encode
-        hdr = [START]
+        author = [START]
         if role is _TOOL:
             if name is None:
                 raise HarmonyError("Tools should have a name!")
-            hdr += enc(name)
+            author += enc(name)
         else:
-            hdr += enc(role.value)
+            author += enc(role.value)
             if name is not None:
-                hdr += enc(":" + name)
+                author += enc(":" + name)
+        rest: List[int] = []
         if recipient is not None and recipient != "all":
-            hdr += enc(" to=" + recipient)
+            rest += enc(" to=" + recipient)
         if channel is not None:
-            hdr.append(CHANNEL)
-            hdr += enc(channel)
+            rest.append(CHANNEL)
+            rest += enc(channel)
         if content_type is not None:
             if content_type.startswith(_CONSTRAIN_TEXT):
-                hdr += enc(" ")
-                hdr.append(CONSTRAIN)
-                rest = content_type[len(_CONSTRAIN_TEXT):]
-                if rest:
-                    hdr += enc(rest)
+                rest += enc(" ")
+                rest.append(CONSTRAIN)
+                tail = content_type[len(_CONSTRAIN_TEXT):]
+                if tail:
+                    rest += enc(tail)
             else:
-                hdr += enc(" " + content_type)
-        hdr.append(MESSAGE)
+                rest += enc(" " + content_type)
+        rest.append(MESSAGE)
+        entry = (author + rest, author, rest)
         if len(self._headers) > 65_536:
             self._headers.clear()
-        self._headers[key] = hdr
-        return hdr
+        self._headers[key] = entry
+        return entry
 
     # -- plans -----------------------------------------------------------------------------
+    @staticmethod
+    def content_texts(m: Message, role: Role, has_function_tools: bool) -> List[str]:
+        """The texts of a message's contents, checked against its role."""
+        out: List[str] = []
+        for c in m.content:
+            cls = c.__class__
+            if cls is TextContent:
+                out.append(c.text)
+            elif cls is SystemContent:
+                if role is not _SYSTEM:
+                    raise HarmonyError(f"SystemContent may only appear in system messages, found in {_ROLE_DEBUG[role]}")
+                out.append(system_text(c, has_function_tools))
+            elif cls is DeveloperContent:
+                if role is not _DEVELOPER:
+                    raise HarmonyError(f"DeveloperContent may only appear in developer messages, found in {_ROLE_DEBUG[role]}")
+                out.append(developer_text(c))
+            elif isinstance(c, TextContent):
+                out.append(c.text)
+            else:
+                raise TypeError(f"cannot render content of type {type(c).__name__}: {c!r}")
+        return out
+
+    @staticmethod
+    def terminator(role: Role, recipient) -> List[int]:
+        """``<|call|>`` for an assistant message with a recipient, else ``<|end|>``."""
+        return _CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST
+
     def _plan_message(self, m: Message, has_function_tools: bool, plan: list) -> None:
         author = m.author
         role = author.role
         recipient = m.recipient
-        plan.append(self._header(role, author.name, recipient, m.channel, m.content_type))
-        for c in m.content:
-            cls = c.__class__
-            if cls is TextContent:
-                plan.append(c.text)
-            elif cls is SystemContent:
-                if role is not _SYSTEM:
-                    raise HarmonyError(f"SystemContent may only appear in system messages, found in {_ROLE_DEBUG[role]}")
-                plan.append(system_text(c, has_function_tools))
-            elif cls is DeveloperContent:
-                if role is not _DEVELOPER:
-                    raise HarmonyError(f"DeveloperContent may only appear in developer messages, found in {_ROLE_DEBUG[role]}")
-                plan.append(developer_text(c))
-            elif isinstance(c, TextContent):
-                plan.append(c.text)
-            else:
-                raise TypeError(f"cannot render content of type {type(c).__name__}: {c!r}")
+        plan.append(self.header_entry(role, author.name, recipient, m.channel, m.content_type)[0])
+        plan += self.content_texts(m, role, has_function_tools)
         plan.append(_CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST)
 
     def message_plan(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
@@ -261,20 +278,14 @@ class Renderer:
         self._plan_message(message, has_fn, plan)
         return plan
 
-    def conversation_plan(
-        self,
-        conversation: Union[Conversation, Iterable[Message]],
-        config: Optional[RenderConversationConfig],
-        mode: str,
-        next_role: Any = None,
-    ) -> list:
-        """The plan of a conversation in ``mode`` (completion, conversation or training)."""
+    @staticmethod
+    def select(conversation: Union[Conversation, Iterable[Message]], config: Optional[RenderConversationConfig]) -> tuple:
+        """``(messages, kept, has_function_tools)``: the conversation's messages, those that are
+        rendered (analysis before the first final dropped when that applies), and whether a
+        developer message declares function tools."""
         msgs = _messages_of(conversation)
-        if mode == "completion":
-            next_role = _as_role(next_role)
         auto_drop = True if config is None else config.auto_drop_analysis
         has_fn = _has_function_tools(msgs)
-        drop_before = -1
         if auto_drop:
             last_assistant_final = False
             for m in reversed(msgs):
@@ -284,21 +295,31 @@ class Renderer:
             if last_assistant_final:
                 for i, m in enumerate(msgs):
                     if m.channel == "final":
-                        drop_before = i
-                        break
+                        return msgs, [m for j, m in enumerate(msgs) if j >= i or m.channel != "analysis"], has_fn
+        return msgs, msgs, has_fn
+
+    def conversation_plan(
+        self,
+        conversation: Union[Conversation, Iterable[Message]],
+        config: Optional[RenderConversationConfig],
+        mode: str,
+        next_role: Any = None,
+    ) -> list:
+        """The plan of a conversation in ``mode`` (completion, conversation or training)."""
+        if mode == "completion":
+            next_role = _as_role(next_role)
+        elif mode != "conversation" and mode != "training":
+            raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
+        msgs, kept, has_fn = self.select(conversation, config)
         plan: list = []
-        for i, m in enumerate(msgs):
-            if i < drop_before and m.channel == "analysis":
-                continue
+        for m in kept:
             self._plan_message(m, has_fn, plan)
         if mode == "completion":
-            plan.append([START])
+            plan.append(_START_LIST)
             plan.append(next_role.value)
         elif mode == "training":
             if msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
                 plan.append(_RETURN_MARK)
-        elif mode != "conversation":
-            raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
         return plan
 
     # -- assembly --------------------------------------------------------------------------

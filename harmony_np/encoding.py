@@ -203,6 +203,30 @@ class HarmonyEncoding:
         """:meth:`render_conversation_for_training` as a ``uint32`` array (or into ``out``)."""
         return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "training"), out)
 
+    # -- batch -----------------------------------------------------------------------------
+    def render_batch(
+        self,
+        conversations,
+        *,
+        mode: str = "completion",
+        next_role: Role = Role.ASSISTANT,
+        config: Optional[RenderConversationConfig] = None,
+        loss_mask: Optional[bool] = None,
+        mask_last_assistant_only: bool = False,
+    ):
+        """Render many conversations into one :class:`~harmony_np.batch.RaggedTokens`.
+
+        Row ``i`` equals the single render of conversation ``i`` in ``mode`` (``"completion"``,
+        ``"conversation"`` or ``"training"``). ``.loss_mask`` (default on in training mode) is 1
+        on assistant output: from after the role through the terminator.
+        """
+        from .batch import render_batch
+
+        return render_batch(
+            self, conversations, mode=mode, next_role=next_role, config=config,
+            loss_mask=loss_mask, mask_last_assistant_only=mask_last_assistant_only,
+        )
+
     # -- parsing ---------------------------------------------------------------------------
     def parse_messages_from_completion_tokens(
         self, tokens: Sequence[int], role: Optional[Role] = None, *, strict: bool = True

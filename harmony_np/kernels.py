@@ -7,7 +7,7 @@ bounds-check, so an unchecked id would read outside the byte table.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
@@ -165,3 +165,53 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
     pos = np.zeros(nb, dtype=np.int64)
     _scan_batch(arr, st, bool(role_given), bool(strict), recs, rec_starts, status, pos)
     return recs[: rec_starts[-1]], rec_starts, status, pos
+
+
+# -- batch rendering -----------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask):
+    n_rows = row_occ_off.shape[0] - 1
+    for r in prange(n_rows):
+        pos = out_off[r]
+        for k in range(row_occ_off[r], row_occ_off[r + 1]):
+            p = occ[k]
+            a = pool_off[p]
+            b = pool_off[p + 1]
+            f = flags[k]
+            for j in range(a, b):
+                out_tokens[pos] = pool[j]
+                if with_mask:
+                    out_mask[pos] = f
+                pos += 1
+
+
+def assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask: bool) -> None:
+    """Copy the pieces of each row into ``out_tokens`` (and their flags into ``out_mask``).
+
+    Callers guarantee: piece ids in ``occ`` index ``pool_off``; ``out_off`` is the running sum
+    of piece lengths per row, so the writes stay inside ``out_tokens``.
+    """
+    _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask)
+
+
+@njit(cache=True, nogil=True)
+def _pad_rows(values, offsets, out, attn, left):
+    width = out.shape[1]
+    for r in range(offsets.shape[0] - 1):
+        a = offsets[r]
+        n = offsets[r + 1] - a
+        if n > width:
+            if left:
+                a += n - width
+            n = width
+        start = width - n if left else 0
+        for j in range(n):
+            out[r, start + j] = values[a + j]
+            attn[r, start + j] = 1
+
+
+def pad_rows(values: np.ndarray, offsets: np.ndarray, out: np.ndarray, attn: np.ndarray, left: bool) -> None:
+    """Rows of a ragged array into the 2-D ``out`` (cut to its width), marking ``attn``."""
+    _pad_rows(values, offsets, out, attn, left)

@@ -142,6 +142,12 @@ class Renderer:
         self._pool: Optional[ThreadPoolExecutor] = None
         self._workers = max(1, min(os.cpu_count() or 1, 8))
 
+    def pool(self) -> ThreadPoolExecutor:
+        """The thread pool that encodes fresh texts in parallel (started on first use)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="harmony_np-bpe")
+        return self._pool
+
     # -- encoding of texts -----------------------------------------------------------------
     def encode_text(self, text: str) -> List[int]:
         """Tokens of ``text`` (ordinary text: special-token text is not special), cached."""
@@ -179,11 +185,9 @@ class Renderer:
         for t in todo:
             total += len(t)
         if self._workers > 1 and len(todo) > 1 and total >= _PARALLEL_MIN_CHARS:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="harmony_np-bpe")
             # largest first, so the pool's last task is a short one
             order = sorted(range(len(todo)), key=lambda k: -len(todo[k]))
-            results = list(self._pool.map(self._encode, [todo[k] for k in order]))
+            results = list(self.pool().map(self._encode, [todo[k] for k in order]))
             encoded: List[Any] = [None] * len(todo)
             for k, r in zip(order, results):
                 encoded[k] = r

@@ -1,0 +1,264 @@
+"""Batch rendering: many conversations to one ragged token array, with loss masks.
+
+Every conversation is planned in Python as a sequence of *pieces* (a header part, a content text,
+a terminator). Pieces are deduplicated across the batch, so a system prompt, developer
+instructions or tool schemas shared by all conversations are encoded once; fresh texts are
+encoded on a thread pool (tiktoken releases the GIL) straight into NumPy buffers. A Numba kernel
+then copies pieces into the flat output, rows in parallel. No Python object per token.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import HarmonyError
+from .model import RenderConversationConfig, Role
+from .render import _RETURN_MARK, _START_LIST, _as_role
+from .vocab import RETURN
+
+_ASSISTANT = Role.ASSISTANT
+_MODES = ("completion", "conversation", "training")
+
+
+class RaggedTokens:
+    """Token rows of different lengths: ``tokens`` (flat ``uint32``) split by ``offsets``.
+
+    Row ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``. ``loss_mask`` (``uint8``, aligned with
+    ``tokens``) is 1 on the tokens a model is trained to produce, when it was requested.
+    """
+
+    __slots__ = ("tokens", "offsets", "loss_mask")
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray] = None) -> None:
+        self.tokens = tokens
+        self.offsets = offsets
+        self.loss_mask = loss_mask
+
+    def __len__(self) -> int:
+        return self.offsets.shape[0] - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        i %= n
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"RaggedTokens({len(self)} rows, {self.tokens.shape[0]} tokens{', loss_mask' if self.loss_mask is not None else ''})"
+
+    def lengths(self) -> np.ndarray:
+        """Tokens per row."""
+        return np.diff(self.offsets)
+
+    def row_mask(self, i: int) -> np.ndarray:
+        """The loss mask of row ``i``."""
+        if self.loss_mask is None:
+            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
+        return self.loss_mask[self.offsets[i] : self.offsets[i + 1]]
+
+    def to_list(self) -> List[List[int]]:
+        """Rows as lists of ints (as the single-call renders return them)."""
+        flat = self.tokens.tolist()
+        off = self.offsets.tolist()
+        return [flat[off[i] : off[i + 1]] for i in range(len(self))]
+
+    def to_padded(self, pad_id: int, *, max_len: Optional[int] = None, side: str = "right", with_loss_mask: bool = False):
+        """Rows in a 2-D array padded with ``pad_id``, and the attention mask (1 on real tokens).
+
+        ``side="right"`` pads after the tokens, ``"left"`` before (as for generation). A row
+        longer than ``max_len`` is cut: its first ``max_len`` tokens are kept on the right side,
+        its last on the left side. With ``with_loss_mask`` a third array, the padded loss mask,
+        is returned.
+        """
+        if side not in ("right", "left"):
+            raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+        lengths = self.lengths()
+        width = int(lengths.max()) if lengths.size else 0
+        if max_len is not None:
+            if max_len < 0:
+                raise ValueError(f"max_len must be >= 0, got {max_len}")
+            width = int(max_len)
+        if not 0 <= int(pad_id) < 2**32:
+            raise ValueError(f"pad_id must fit in uint32, got {pad_id}")
+        n = len(self)
+        ids = np.full((n, width), pad_id, dtype=np.uint32)
+        attn = np.zeros((n, width), dtype=np.uint8)
+        lm = np.zeros((n, width), dtype=np.uint8) if with_loss_mask else None
+        if with_loss_mask and self.loss_mask is None:
+            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
+        from .kernels import pad_rows
+
+        pad_rows(self.tokens, self.offsets, ids, attn, side == "left")
+        if lm is not None:
+            pad_rows(self.loss_mask, self.offsets, lm, np.zeros_like(attn), side == "left")
+            return ids, attn, lm
+        return ids, attn
+
+
+class _PiecePool:
+    """Distinct pieces of a batch: token lists by identity, texts by value."""
+
+    def __init__(self) -> None:
+        self.ids: dict = {}
+        self.lists: List[Tuple[int, list]] = []  # (piece id, token list)
+        self.texts: List[Tuple[int, str]] = []  # (piece id, text to encode)
+        self.count = 0
+        self._keep: list = []  # token lists stay alive, so their id() stays theirs
+
+    def of_list(self, toks: list) -> int:
+        key = id(toks)
+        pid = self.ids.get(key)
+        if pid is None:
+            pid = self.ids[key] = self.count
+            self.count += 1
+            self.lists.append((pid, toks))
+            self._keep.append(toks)
+        return pid
+
+    def of_text(self, text: str) -> int:
+        pid = self.ids.get(text)
+        if pid is None:
+            pid = self.ids[text] = self.count
+            self.count += 1
+            self.texts.append((pid, text))
+        return pid
+
+
+def render_batch(
+    encoding,
+    conversations: Iterable[Any],
+    *,
+    mode: str = "completion",
+    next_role: Any = Role.ASSISTANT,
+    config: Optional[RenderConversationConfig] = None,
+    loss_mask: Optional[bool] = None,
+    mask_last_assistant_only: bool = False,
+) -> RaggedTokens:
+    """Render many conversations; row ``i`` equals the single render of conversation ``i``.
+
+    ``mode`` is ``"completion"`` (ends with ``<|start|>`` and ``next_role``), ``"conversation"``
+    or ``"training"``. The loss mask (on by default in training mode) is 1 on each assistant
+    message from after its role (and name) through its terminator; with
+    ``mask_last_assistant_only`` only the last assistant message of each row counts.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    want_mask = (mode == "training") if loss_mask is None else bool(loss_mask)
+    role = _as_role(next_role) if mode == "completion" else None
+    renderer = encoding.renderer
+    pool = _PiecePool()
+    occ_piece: List[int] = []
+    occ_flag: List[int] = []
+    row_occ: List[int] = [0]
+    return_rows: List[int] = []
+    of_list, of_text = pool.of_list, pool.of_text
+    header_entry, content_texts, terminator = renderer.header_entry, renderer.content_texts, renderer.terminator
+    start_pid = of_list(_START_LIST)
+    role_pid = of_text(role.value) if role is not None else -1
+
+    for index, conv in enumerate(conversations):
+        try:
+            msgs, kept, has_fn = renderer.select(conv, config)
+            last_assistant = -1
+            if want_mask and mask_last_assistant_only:
+                for k in range(len(kept) - 1, -1, -1):
+                    if kept[k].author.role is _ASSISTANT:
+                        last_assistant = k
+                        break
+            for k, m in enumerate(kept):
+                author = m.author
+                r = author.role
+                _, author_part, rest = header_entry(r, author.name, m.recipient, m.channel, m.content_type)
+                flag = 1 if (want_mask and r is _ASSISTANT and (not mask_last_assistant_only or k == last_assistant)) else 0
+                occ_piece.append(of_list(author_part))
+                occ_flag.append(0)
+                occ_piece.append(of_list(rest))
+                occ_flag.append(flag)
+                for text in content_texts(m, r, has_fn):
+                    occ_piece.append(of_text(text))
+                    occ_flag.append(flag)
+                occ_piece.append(of_list(terminator(r, m.recipient)))
+                occ_flag.append(flag)
+            if role is not None:
+                occ_piece.append(start_pid)
+                occ_piece.append(role_pid)
+                occ_flag.append(0)
+                occ_flag.append(0)
+            elif mode == "training" and msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
+                return_rows.append(index)
+        except Exception as exc:
+            raise type(exc)(f"conversation {index}: {exc}") if isinstance(exc, (HarmonyError, ValueError, TypeError)) else exc
+        row_occ.append(len(occ_piece))
+
+    # piece table: every distinct piece's tokens back to back
+    arrays: List[Any] = [None] * pool.count
+    for pid, toks in pool.lists:
+        arrays[pid] = np.asarray(toks, dtype=np.uint32)
+    if pool.texts:
+        encoded = _encode_texts(renderer, [t for _, t in pool.texts])
+        for (pid, _), arr in zip(pool.texts, encoded):
+            arrays[pid] = arr
+    piece_len = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=pool.count)
+    piece_off = np.zeros(pool.count + 1, dtype=np.int64)
+    np.cumsum(piece_len, out=piece_off[1:])
+    piece_pool = np.concatenate(arrays) if arrays else np.empty(0, np.uint32)
+
+    occ = np.asarray(occ_piece, dtype=np.int64)
+    flags = np.asarray(occ_flag, dtype=np.uint8)
+    row_occ_off = np.asarray(row_occ, dtype=np.int64)
+    occ_cum = np.zeros(occ.shape[0] + 1, dtype=np.int64)
+    np.cumsum(piece_len[occ], out=occ_cum[1:])
+    offsets = occ_cum[row_occ_off]
+
+    from .kernels import assemble_rows
+
+    tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
+    mask = np.zeros(tokens.shape[0], dtype=np.uint8) if want_mask else np.zeros(0, dtype=np.uint8)
+    assemble_rows(piece_pool, piece_off, occ, flags, row_occ_off, offsets, tokens, mask, want_mask)
+    if return_rows:
+        rows = np.asarray(return_rows, dtype=np.int64)
+        ends = offsets[rows + 1]
+        nonempty = ends > offsets[rows]
+        tokens[ends[nonempty] - 1] = RETURN
+    return RaggedTokens(tokens, offsets, mask if want_mask else None)
+
+
+def _encode_texts(renderer, texts: Sequence[str]) -> List[np.ndarray]:
+    """``uint32`` arrays of ``texts``: cached ones from the text cache, fresh ones on the pool."""
+    out: List[Any] = [None] * len(texts)
+    fresh = []
+    cached = renderer._texts
+    for i, t in enumerate(texts):
+        toks = cached.get(t)
+        if toks is not None:
+            out[i] = np.asarray(toks, dtype=np.uint32)
+        else:
+            fresh.append(i)
+    if fresh:
+        buf = renderer._encode_buffer
+        if buf is not None:
+            def encode(chunk):
+                return [np.frombuffer(buf(texts[i], set()), dtype=np.uint32) for i in chunk]
+        else:  # pragma: no cover - tiktoken without the buffer API
+            def encode(chunk):
+                return [np.asarray(renderer._encode(texts[i]), dtype=np.uint32) for i in chunk]
+        total = sum(len(texts[i]) for i in fresh)
+        workers = renderer._workers
+        if workers > 1 and total >= 16_384:
+            # interleave by length so each worker gets a similar share of characters
+            order = sorted(fresh, key=lambda i: -len(texts[i]))
+            chunks = [order[w::workers] for w in range(workers)]
+            for chunk, arrs in zip(chunks, renderer.pool().map(encode, chunks)):
+                for i, a in zip(chunk, arrs):
+                    out[i] = a
+        else:
+            for i, a in zip(fresh, encode(fresh)):
+                out[i] = a
+    return out

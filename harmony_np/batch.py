@@ -162,6 +162,7 @@ def render_batch(
     header_entry, content_texts, terminator = renderer.header_entry, renderer.content_texts, renderer.terminator
     start_pid = of_list(_START_LIST)
     role_pid = of_text(role.value) if role is not None else -1
+    memo: dict = {}
 
     for index, conv in enumerate(conversations):
         try:
@@ -173,19 +174,16 @@ def render_batch(
                         last_assistant = k
                         break
             for k, m in enumerate(kept):
-                author = m.author
-                r = author.role
-                _, author_part, rest = header_entry(r, author.name, m.recipient, m.channel, m.content_type)
+                r = m.author.role
                 flag = 1 if (want_mask and r is _ASSISTANT and (not mask_last_assistant_only or k == last_assistant)) else 0
-                occ_piece.append(of_list(author_part))
-                occ_flag.append(0)
-                occ_piece.append(of_list(rest))
-                occ_flag.append(flag)
-                for text in content_texts(m, r, has_fn):
-                    occ_piece.append(of_text(text))
-                    occ_flag.append(flag)
-                occ_piece.append(of_list(terminator(r, m.recipient)))
-                occ_flag.append(flag)
+                # a message object shared by many conversations (a system prompt, developer
+                # instructions) is planned once per batch
+                key = (id(m), flag, has_fn)
+                entry = memo.get(key)
+                if entry is None:
+                    entry = memo[key] = _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text)
+                occ_piece += entry[0]
+                occ_flag += entry[1]
             if role is not None:
                 occ_piece.append(start_pid)
                 occ_piece.append(role_pid)
@@ -228,6 +226,19 @@ def render_batch(
         nonempty = ends > offsets[rows]
         tokens[ends[nonempty] - 1] = RETURN
     return RaggedTokens(tokens, offsets, mask if want_mask else None)
+
+
+def _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text) -> tuple:
+    """Piece ids and mask flags of one message: author part, rest of header, texts, terminator."""
+    _, author_part, rest = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
+    pieces = [of_list(author_part), of_list(rest)]
+    flags = [0, flag]
+    for text in content_texts(m, r, has_fn):
+        pieces.append(of_text(text))
+        flags.append(flag)
+    pieces.append(of_list(terminator(r, m.recipient)))
+    flags.append(flag)
+    return pieces, flags
 
 
 def _encode_texts(renderer, texts: Sequence[str]) -> List[np.ndarray]:

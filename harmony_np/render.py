@@ -30,6 +30,7 @@ from .model import (
     SystemContent,
     TextContent,
 )
+from .schema import CONVERSATION_JSON_DEPTH, MESSAGE_JSON_DEPTH, tools_section
 from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
 
 _ASSISTANT = Role.ASSISTANT
@@ -49,8 +50,8 @@ _TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cac
 _PARALLEL_MIN_CHARS = 16_384  # below this, a thread hand-off costs more than it saves
 
 
-def system_text(sys: SystemContent, has_function_tools: bool) -> str:
-    """The text of a system message's content."""
+def system_text(sys: SystemContent, has_function_tools: bool, json_depth: int = CONVERSATION_JSON_DEPTH) -> str:
+    """The text of a system message's content (``json_depth``: see :func:`schema.tools_section`)."""
     sections: List[str] = []
     top = []
     if sys.model_identity is not None:
@@ -64,9 +65,7 @@ def system_text(sys: SystemContent, has_function_tools: bool) -> str:
     if sys.reasoning_effort is not None:
         sections.append("Reasoning: " + _EFFORT_TEXT[ReasoningEffort(sys.reasoning_effort)])
     if sys.tools:
-        from .schema import tools_section
-
-        sections.append(tools_section(sys.tools))
+        sections.append(tools_section(sys.tools, json_depth=json_depth))
     cc = sys.channel_config
     if cc is not None and cc.valid_channels:
         header = "# Valid channels: " + ", ".join(cc.valid_channels) + "."
@@ -78,16 +77,14 @@ def system_text(sys: SystemContent, has_function_tools: bool) -> str:
     return "\n\n".join(sections)
 
 
-def developer_text(dev: DeveloperContent) -> str:
+def developer_text(dev: DeveloperContent, json_depth: int = CONVERSATION_JSON_DEPTH) -> str:
     """The text of a developer message's content."""
     sections: List[str] = []
     if dev.instructions is not None:
         sections.append("# Instructions")
         sections.append(dev.instructions)
     if dev.tools:
-        from .schema import tools_section
-
-        sections.append(tools_section(dev.tools))
+        sections.append(tools_section(dev.tools, json_depth=json_depth))
     return "\n\n".join(sections)
 
 
@@ -240,7 +237,7 @@ class Renderer:
 
     # -- plans -----------------------------------------------------------------------------
     @staticmethod
-    def content_texts(m: Message, role: Role, has_function_tools: bool) -> List[str]:
+    def content_texts(m: Message, role: Role, has_function_tools: bool, json_depth: int = CONVERSATION_JSON_DEPTH) -> List[str]:
         """The texts of a message's contents, checked against its role."""
         out: List[str] = []
         for c in m.content:
@@ -250,11 +247,11 @@ class Renderer:
             elif cls is SystemContent:
                 if role is not _SYSTEM:
                     raise HarmonyError(f"SystemContent may only appear in system messages, found in {_ROLE_DEBUG[role]}")
-                out.append(system_text(c, has_function_tools))
+                out.append(system_text(c, has_function_tools, json_depth))
             elif cls is DeveloperContent:
                 if role is not _DEVELOPER:
                     raise HarmonyError(f"DeveloperContent may only appear in developer messages, found in {_ROLE_DEBUG[role]}")
-                out.append(developer_text(c))
+                out.append(developer_text(c, json_depth))
             elif isinstance(c, TextContent):
                 out.append(c.text)
             else:
@@ -266,12 +263,12 @@ class Renderer:
         """``<|call|>`` for an assistant message with a recipient, else ``<|end|>``."""
         return _CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST
 
-    def _plan_message(self, m: Message, has_function_tools: bool, plan: list) -> None:
+    def _plan_message(self, m: Message, has_function_tools: bool, plan: list, json_depth: int = CONVERSATION_JSON_DEPTH) -> None:
         author = m.author
         role = author.role
         recipient = m.recipient
         plan.append(self.header_entry(role, author.name, recipient, m.channel, m.content_type)[0])
-        plan += self.content_texts(m, role, has_function_tools)
+        plan += self.content_texts(m, role, has_function_tools, json_depth)
         plan.append(_CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST)
 
     def message_plan(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
@@ -279,7 +276,7 @@ class Renderer:
             raise TypeError(f"message must be a Message, got {type(message).__name__}: {message!r}")
         has_fn = bool(render_options is not None and render_options.conversation_has_function_tools)
         plan: list = []
-        self._plan_message(message, has_fn, plan)
+        self._plan_message(message, has_fn, plan, MESSAGE_JSON_DEPTH)
         return plan
 
     @staticmethod

@@ -1,0 +1,181 @@
+"""asv benchmarks of harmony_np: the seed's scenarios warm and cold, batches, memory, start-up.
+
+Warm: the same input every call (a cache of encoded text may answer). Cold: each call takes the
+next of ``number`` inputs built in ``setup`` with a tag no earlier call has seen, so no cache can
+answer.
+"""
+
+import itertools
+import subprocess
+import sys
+
+import harmony_np as h
+from harmony_np import bench
+
+_ENC = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+_A = h.Role.ASSISTANT
+_DROP = h.RenderConversationConfig(auto_drop_analysis=True)
+_KEEP = h.RenderConversationConfig(auto_drop_analysis=False)
+_TAGS = itertools.count()
+
+
+def _fresh(builder, n):
+    return [builder(f" #{next(_TAGS)}") for _ in range(n)]
+
+
+def _stream(tokens):
+    p = h.StreamableParser(_ENC, None)
+    for t in tokens:
+        p.process(t)
+    return p
+
+
+class ToolCall:
+    """The tool-call conversation and completion (small inputs: per-call overhead)."""
+
+    number = 200
+    repeat = (3, 10, 20.0)
+    warmup_time = 0.0
+
+    def setup(self):
+        self.conv = bench.tool_conversation(h)
+        self.tokens = bench.tool_call_tokens(_ENC)
+        self.fresh_convs = iter(_fresh(lambda t: bench.tool_conversation(h, t), self.number + 1))
+        self.fresh_tokens = iter(_fresh(lambda t: bench.tool_call_tokens(_ENC, t), self.number + 1))
+
+    def time_render_tool_call_warm(self):
+        _ENC.render_conversation_for_completion(self.conv, _A, _DROP)
+
+    def time_render_tool_call_cold(self):
+        _ENC.render_conversation_for_completion(next(self.fresh_convs), _A, _DROP)
+
+    def time_parse_tool_call_warm(self):
+        _ENC.parse_messages_from_completion_tokens(self.tokens, None)
+
+    def time_parse_tool_call_cold(self):
+        _ENC.parse_messages_from_completion_tokens(next(self.fresh_tokens), None)
+
+    def time_stream_tool_call_warm(self):
+        _stream(self.tokens)
+
+    def time_stream_tool_call_cold(self):
+        _stream(next(self.fresh_tokens))
+
+
+class LargeRender:
+    """The large conversation (16 blocks of 16 KB): bound by BPE, on both cores."""
+
+    number = 3
+    repeat = (2, 5, 30.0)
+    warmup_time = 0.0
+
+    def setup(self):
+        self.conv = bench.large_conversation(h)
+        _ENC.render_conversation_for_completion(self.conv, _A, _KEEP)
+        self.fresh = iter(_fresh(lambda t: bench.large_conversation(h, t), 2 * self.number + 2))
+
+    def time_render_large_autodrop_warm(self):
+        _ENC.render_conversation_for_completion(self.conv, _A, _DROP)
+
+    def time_render_large_keep_warm(self):
+        _ENC.render_conversation_for_completion(self.conv, _A, _KEEP)
+
+    def time_render_large_autodrop_cold(self):
+        _ENC.render_conversation_for_completion(next(self.fresh), _A, _DROP)
+
+    def time_render_large_keep_cold(self):
+        _ENC.render_conversation_for_completion(next(self.fresh), _A, _KEEP)
+
+
+class LargeCompletion:
+    """The large completion (about 1,100 tokens): parse at once, per token, in chunks."""
+
+    number = 20
+    repeat = (3, 10, 20.0)
+    warmup_time = 0.0
+
+    def setup(self):
+        self.tokens = bench.large_completion_tokens(h, _ENC)
+        self.fresh = iter(_fresh(lambda t: bench.large_completion_tokens(h, _ENC, t), 3 * self.number + 3))
+
+    def time_parse_large_completion_warm(self):
+        _ENC.parse_messages_from_completion_tokens(self.tokens, None)
+
+    def time_parse_large_completion_cold(self):
+        _ENC.parse_messages_from_completion_tokens(next(self.fresh), None)
+
+    def time_stream_large_completion_warm(self):
+        _stream(self.tokens)
+
+    def time_stream_large_completion_cold(self):
+        _stream(next(self.fresh))
+
+    def time_stream_large_chunked16(self):
+        p = h.StreamableParser(_ENC, None)
+        toks = next(self.fresh)
+        for i in range(0, len(toks), 16):
+            p.process_tokens(toks[i : i + 16])
+
+
+class Batch:
+    """Batch APIs over 10,000 conversations / completions."""
+
+    number = 1
+    repeat = (2, 3, 60.0)
+    warmup_time = 0.0
+    timeout = 300
+
+    def setup(self):
+        self.convs = bench.batch_inputs(h, 10_000, seed=next(_TAGS))
+        self.completions = bench.completions(h, 10_000)
+        _ENC.render_batch(self.convs[:2])
+
+    def time_render_batch_10k_shared_prompt(self):
+        _ENC.render_batch(self.convs)
+
+    def time_render_batch_10k_training_loss_mask(self):
+        _ENC.render_batch(self.convs, mode="training")
+
+    def time_parse_loop_10k(self):
+        for c in self.completions:
+            _ENC.parse_messages_from_completion_tokens(c, None)
+
+    def track_render_batch_tokens_per_second(self):
+        import time
+
+        t0 = time.perf_counter()
+        rb = _ENC.render_batch(self.convs)
+        return len(rb.tokens) / (time.perf_counter() - t0)
+
+    track_render_batch_tokens_per_second.unit = "tokens/s"
+
+
+class Memory:
+    """Peak memory of loading and of batch work."""
+
+    def peakmem_load_encoding(self):
+        h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)._bpe
+
+    def peakmem_render_batch_10k(self):
+        _ENC.render_batch(bench.batch_inputs(h, 10_000))
+
+
+class Startup:
+    """A fresh process: import, load the encoding, render one conversation, parse one completion."""
+
+    number = 1
+    repeat = (3, 5, 60.0)
+    warmup_time = 0.0
+
+    def time_import_load_render_parse(self):
+        code = (
+            "import harmony_np as h\n"
+            "e = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)\n"
+            "c = h.Conversation.from_messages([h.Message.from_role_and_content(h.Role.USER, 'hi')])\n"
+            "e.render_conversation_for_completion(c, h.Role.ASSISTANT)\n"
+            "e.parse_messages_from_completion_tokens(e.encode('<|channel|>final<|message|>hi<|return|>', allowed_special='all'), h.Role.ASSISTANT)\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
+
+    def time_import(self):
+        subprocess.run([sys.executable, "-c", "import harmony_np"], check=True)

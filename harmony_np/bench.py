@@ -1,0 +1,298 @@
+"""Side-by-side timing of harmony_np and openai_harmony: ``python -m harmony_np.bench``.
+
+The scenarios are the seed's (a tool-call conversation, a large conversation rendered with and
+without analysis dropping, a tool-call completion and a large completion, parsed at once and
+streamed token by token), timed warm (the same input every call) and cold (a fresh input per
+call, so no cache can answer), plus batch cases. Every library runs in this one process, one
+after the other, so the ratios compare like with like on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+BIG = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. Vestibulum vulputate. " * 200
+CHUNK = "Reasoning chunk consolidating evidence. " * 120
+
+# harmony-go, from shared/reference-figures.md (µs per op, cold by construction)
+GO_US = {
+    "render_tool_call": 6.6,
+    "render_large_autodrop": 3963.0,
+    "render_large_keep": 8171.0,
+    "parse_tool_call": 3.3,
+    "stream_tool_call": 3.3,
+    "parse_large_completion": 63.6,
+    "stream_large_completion": 57.8,
+}
+
+
+def tool_conversation(h, tag: str = ""):
+    """The seed's tool-call conversation."""
+    M, R = h.Message, h.Role
+    return h.Conversation.from_messages(
+        [
+            M.from_role_and_content(R.USER, "What is the weather in SF?" + tag),
+            M.from_role_and_content(
+                R.ASSISTANT, "User asks: \u201cWhat is the weather in SF?\u201d We need to use lookup_weather tool." + tag
+            ).with_channel("analysis"),
+            M.from_role_and_content(R.ASSISTANT, '{"location": "San Francisco"}')
+            .with_channel("commentary")
+            .with_recipient("functions.lookup_weather")
+            .with_content_type("<|constrain|>json"),
+            M.from_author_and_content(h.Author.new(R.TOOL, "functions.lookup_weather"), '{"temperature": 20, "description": "sunny"}'),
+        ]
+    )
+
+
+def large_conversation(h, tag: str = ""):
+    """The seed's large conversation: system and developer prompts, 16 blocks of 16 KB, a final."""
+    M, R = h.Message, h.Role
+    system = (
+        h.SystemContent.new()
+        .with_model_identity("Test model")
+        .with_knowledge_cutoff("2024-06")
+        .with_conversation_start_date("2025-09-20")
+        .with_channel_config(h.ChannelConfig.require_channels(["analysis", "commentary", "final"]))
+        .with_browser_tool()
+    )
+    tools = [
+        h.ToolDescription.new(name="get_location", description="Gets the location of the user."),
+        h.ToolDescription.new(
+            name="get_current_weather",
+            description="Gets the current weather in the provided location.",
+            parameters={
+                "type": "object",
+                "properties": {
+                    "location": {"type": "string", "description": "City and state, e.g. San Francisco, CA"},
+                    "format": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+                },
+                "required": ["location"],
+            },
+        ),
+    ]
+    developer = h.DeveloperContent.new().with_instructions("Follow tool schema precisely. " * 100).with_function_tools(tools).with_tools(h.ToolNamespaceConfig.python())
+    msgs = [M.from_role_and_content(R.SYSTEM, system), M.from_role_and_content(R.DEVELOPER, developer).with_channel("analysis")]
+    for i in range(8):
+        msgs.append(M.from_role_and_content(R.USER, f"User block {i}{tag}: {BIG}"))
+        msgs.append(M.from_role_and_content(R.ASSISTANT, f"Assistant analysis {i}{tag}: {BIG}").with_channel("analysis"))
+    msgs.append(M.from_role_and_content(R.ASSISTANT, "Final answer summarizing the conversation.").with_channel("final"))
+    return h.Conversation.from_messages(msgs)
+
+
+def large_completion_tokens(h, enc, tag: str = "") -> List[int]:
+    """The seed's large completion (analysis + final, about 1,100 tokens)."""
+    M, R = h.Message, h.Role
+    completion = h.Conversation.from_messages(
+        [
+            M.from_role_and_content(R.ASSISTANT, f"Chain-of-thought summary start{tag}. {CHUNK}").with_channel("analysis"),
+            M.from_role_and_content(R.ASSISTANT, "Final answer summarizing salient points. " + CHUNK[: len(CHUNK) // 2]).with_channel("final"),
+        ]
+    )
+    return list(enc.render_conversation(completion, h.RenderConversationConfig(auto_drop_analysis=False)))
+
+
+def tool_call_tokens(enc, tag: str = "") -> List[int]:
+    """The seed's tool-call completion."""
+    text = (
+        "<|start|>assistant<|channel|>commentary to=functions.get_weather"
+        '<|constrain|>json<|message|>{"latitude":48.8566,"longitude":2.3522' + tag.replace(" #", "") + "}<|call|>"
+    )
+    return list(enc.encode(text, allowed_special="all"))
+
+
+def build_inputs(h, tag: str = "") -> dict:
+    """The seed's inputs for module ``h`` (any module with the openai_harmony API)."""
+    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    return {
+        "enc": enc,
+        "tool": tool_conversation(h, tag),
+        "large": large_conversation(h, tag),
+        "drop": h.RenderConversationConfig(auto_drop_analysis=True),
+        "keep": h.RenderConversationConfig(auto_drop_analysis=False),
+        "large_tokens": large_completion_tokens(h, enc, tag),
+        "tool_tokens": tool_call_tokens(enc, tag),
+    }
+
+
+def scenario_calls(h, inp: dict) -> Dict[str, Callable[[], object]]:
+    """The seed's scenarios as zero-argument calls on prepared inputs."""
+    enc, A = inp["enc"], h.Role.ASSISTANT
+
+    def stream(tokens):
+        def run():
+            p = h.StreamableParser(enc, None)
+            for t in tokens:
+                p.process(t)
+
+        return run
+
+    calls = {
+        "render_tool_call": lambda: enc.render_conversation_for_completion(inp["tool"], A, inp["drop"]),
+        "render_large_autodrop": lambda: enc.render_conversation_for_completion(inp["large"], A, inp["drop"]),
+        "render_large_keep": lambda: enc.render_conversation_for_completion(inp["large"], A, inp["keep"]),
+        "parse_tool_call": lambda: enc.parse_messages_from_completion_tokens(inp["tool_tokens"], None),
+        "stream_tool_call": stream(inp["tool_tokens"]),
+        "parse_large_completion": lambda: enc.parse_messages_from_completion_tokens(inp["large_tokens"], None),
+        "stream_large_completion": stream(inp["large_tokens"]),
+    }
+    parser_cls = h.StreamableParser
+    if hasattr(parser_cls, "process_tokens"):
+        large_tokens = inp["large_tokens"]
+
+        def chunked():
+            p = parser_cls(enc, None)
+            for i in range(0, len(large_tokens), 16):
+                p.process_tokens(large_tokens[i : i + 16])
+
+        calls["stream_large_chunked16"] = chunked
+    return calls
+
+
+def time_scenarios(h, iters: int, cold: bool, only: str = "") -> Dict[str, float]:
+    """µs per call of each scenario of module ``h``."""
+    out: Dict[str, float] = {}
+    if cold:
+        per_iter = [scenario_calls(h, build_inputs(h, f" #{i}")) for i in range(iters + 1)]
+        names = list(per_iter[0])
+    else:
+        base = scenario_calls(h, build_inputs(h))
+        names = list(base)
+    for name in names:
+        if only and only not in name:
+            continue
+        fns = [sc[name] for sc in per_iter] if cold else [base[name]] * (iters + 1)
+        fns[0]()
+        gc.collect()
+        t0 = time.perf_counter()
+        for fn in fns[1:]:
+            fn()
+        out[name] = (time.perf_counter() - t0) / iters * 1e6
+    return out
+
+
+# -- batch cases ---------------------------------------------------------------------------
+
+
+def batch_inputs(h, n: int, seed: int = 0):
+    """``n`` conversations sharing a system and developer prompt, differing in the user text."""
+    system = h.Message.from_role_and_content(h.Role.SYSTEM, h.SystemContent.new().with_conversation_start_date("2025-09-20"))
+    developer = h.Message.from_role_and_content(
+        h.Role.DEVELOPER,
+        h.DeveloperContent.new()
+        .with_instructions("Answer briefly and cite sources. " * 20)
+        .with_function_tools([h.ToolDescription.new("lookup", "Looks things up.", {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]})]),
+    )
+    return [
+        h.Conversation.from_messages([system, developer, h.Message.from_role_and_content(h.Role.USER, f"Question {seed}-{i}: what is the capital of country number {i}?")])
+        for i in range(n)
+    ]
+
+
+def completions(h, n: int, seed: int = 0) -> List[List[int]]:
+    """``n`` distinct analysis+final completions of 30-300 tokens."""
+    import random
+
+    rng = random.Random(seed)
+    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    words = "the model considers evidence and weighs each option before it answers with care".split()
+    out = []
+    for i in range(n):
+        a = " ".join(rng.choice(words) for _ in range(rng.randint(10, 120)))
+        f = " ".join(rng.choice(words) for _ in range(rng.randint(5, 100)))
+        conv = h.Conversation.from_messages(
+            [
+                h.Message.from_role_and_content(h.Role.ASSISTANT, f"{i}: {a}").with_channel("analysis"),
+                h.Message.from_role_and_content(h.Role.ASSISTANT, f).with_channel("final"),
+            ]
+        )
+        out.append(list(enc.render_conversation(conv, h.RenderConversationConfig(auto_drop_analysis=False))))
+    return out
+
+
+def time_batch(h, n: int) -> Dict[str, float]:
+    """Seconds for the batch cases: a loop of single calls, and (harmony_np) the batch API."""
+    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    out: Dict[str, float] = {}
+    convs = batch_inputs(h, n)
+    t0 = time.perf_counter()
+    if hasattr(enc, "render_batch"):
+        enc.render_batch(convs)
+    else:
+        for c in convs:
+            enc.render_conversation_for_completion(c, h.Role.ASSISTANT)
+    out["render_batch"] = time.perf_counter() - t0
+    comps = completions(h, n)
+    t0 = time.perf_counter()
+    if hasattr(enc, "parse_batch"):
+        enc.parse_batch(comps).to_messages()
+    else:
+        for c in comps:
+            enc.parse_messages_from_completion_tokens(c, None)
+    out["parse_batch"] = time.perf_counter() - t0
+    return out
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harmony_np.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--compare", default="openai_harmony", help="module to compare with ('' for none)")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    ap.add_argument("--batch", type=int, default=10_000, help="conversations/completions in the batch cases (0: skip)")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    a = ap.parse_args(argv)
+    modules = ["harmony_np"] + ([a.compare] if a.compare else [])
+    rows = []
+    results: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for mod in modules:
+        h = importlib.import_module(mod)
+        results[mod] = {"warm": time_scenarios(h, a.iters, False, a.only), "cold": time_scenarios(h, a.iters, True, a.only)}
+        if a.batch and not a.only:
+            results[mod]["batch"] = time_batch(h, a.batch)
+    ours = results["harmony_np"]
+    other = results.get(a.compare) if a.compare else None
+    for kind in ("warm", "cold"):
+        for name, us in ours[kind].items():
+            row = {"scenario": name, "kind": kind, "harmony_np_us": round(us, 2), "harmony_np_ops": round(1e6 / us, 1)}
+            if other and name in other[kind]:
+                row[f"{a.compare}_us"] = round(other[kind][name], 2)
+                row["ratio_vs_" + a.compare] = round(other[kind][name] / us, 1)
+            if kind == "cold" and name in GO_US:
+                row["ratio_vs_harmony_go"] = round(GO_US[name] / us, 2)
+            rows.append(row)
+    if "batch" in ours:
+        for name, sec in ours["batch"].items():
+            row = {"scenario": f"{name}_{a.batch}", "kind": "batch", "harmony_np_s": round(sec, 4)}
+            if other and "batch" in other:
+                row[f"{a.compare}_loop_s"] = round(other["batch"][name], 4)
+                row["ratio_vs_" + a.compare] = round(other["batch"][name] / sec, 1)
+            rows.append(row)
+    if a.json:
+        print(json.dumps({"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
+        return 0
+    cols: List[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    print(f"# {time.strftime('%Y-%m-%d')} on {_machine()}")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

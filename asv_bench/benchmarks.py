@@ -42,6 +42,10 @@ class ToolCall:
         self.tokens = bench.tool_call_tokens(_ENC)
         self.fresh_convs = iter(_fresh(lambda t: bench.tool_conversation(h, t), self.number + 1))
         self.fresh_tokens = iter(_fresh(lambda t: bench.tool_call_tokens(_ENC, t), self.number + 1))
+        # first calls (JIT cache loads, table builds) are not what these measure
+        _ENC.render_conversation_for_completion(bench.tool_conversation(h, " warm-up"), _A, _DROP)
+        _ENC.parse_messages_from_completion_tokens(bench.tool_call_tokens(_ENC, " warm-up"), None)
+        _stream(self.tokens)
 
     def time_render_tool_call_warm(self):
         _ENC.render_conversation_for_completion(self.conv, _A, _DROP)
@@ -97,6 +101,10 @@ class LargeCompletion:
     def setup(self):
         self.tokens = bench.large_completion_tokens(h, _ENC)
         self.fresh = iter(_fresh(lambda t: bench.large_completion_tokens(h, _ENC, t), 3 * self.number + 3))
+        warm = bench.large_completion_tokens(h, _ENC, " warm-up")
+        _ENC.parse_messages_from_completion_tokens(warm, None)
+        _stream(warm)
+        h.StreamableParser(_ENC, None).process_tokens(warm[:16])
 
     def time_parse_large_completion_warm(self):
         _ENC.parse_messages_from_completion_tokens(self.tokens, None)
@@ -129,6 +137,7 @@ class Batch:
         self.convs = bench.batch_inputs(h, 10_000, seed=next(_TAGS))
         self.completions = bench.completions(h, 10_000)
         _ENC.render_batch(self.convs[:2])
+        _ENC.render_batch(self.convs[:2], mode="training")
 
     def time_render_batch_10k_shared_prompt(self):
         _ENC.render_batch(self.convs)

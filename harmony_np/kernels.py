@@ -215,3 +215,31 @@ def _pad_rows(values, offsets, out, attn, left):
 def pad_rows(values: np.ndarray, offsets: np.ndarray, out: np.ndarray, attn: np.ndarray, left: bool) -> None:
     """Rows of a ragged array into the 2-D ``out`` (cut to its width), marking ``attn``."""
     _pad_rows(values, offsets, out, attn, left)
+
+
+@njit(cache=True, nogil=True)
+def _stream_positions(tokens, plain, odd, special):
+    n_odd = 0
+    n_special = 0
+    limit = plain.shape[0] - 1
+    for i in range(tokens.shape[0]):
+        t = tokens[i]
+        if t >= 199_998:
+            special[n_special] = i
+            n_special += 1
+            odd[n_odd] = i
+            n_odd += 1
+        elif not plain[min(t, limit)]:
+            odd[n_odd] = i
+            n_odd += 1
+    return n_odd, n_special
+
+
+def stream_positions(tokens: np.ndarray, plain: np.ndarray):
+    """For the streaming parser's bulk feed: positions of the tokens that are not ``plain`` (a
+    bool per id; ids past its end count as not plain) and positions of the ids >= 199998."""
+    n = tokens.shape[0]
+    odd = np.empty(n, dtype=np.int64)
+    special = np.empty(n, dtype=np.int64)
+    n_odd, n_special = _stream_positions(tokens, plain, odd, special)
+    return odd[:n_odd], special[:n_special]

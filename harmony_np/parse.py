@@ -428,18 +428,10 @@ def stream_text(t: Tables, ids) -> str:
     return "".join(parts) + pending.decode("utf-8", "replace")
 
 
-def _content_text(t: Tables, buf, arr, cs: int, ce: int, unknown: bool) -> str:
-    if unknown:
-        return stream_text(t, buf[cs:ce])
-    if ce - cs < GATHER_MIN:
-        data = t.decode_bytes(buf[cs:ce])
-    else:
-        from .kernels import gather_bytes
+def _gather(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
+    from .kernels import _gather_bytes
 
-        if arr is None:
-            arr = np.frombuffer(buf, dtype=np.uint32)
-        data = gather_bytes(t.flat, t.offsets, arr[cs:ce]).tobytes()
-    return data.decode("utf-8", "replace")
+    return _gather_bytes(t.flat, t.offsets, arr[cs:ce]).tobytes()
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -522,32 +514,33 @@ def scan_py(buf, specials: list, role_given: bool, strict: bool):
         expect = True
 
 
-def _new_author(role, name):
-    a = _object_new(Author)
-    a.role = role
-    a.name = name
-    return a
-
-
-def _new_text(text):
-    c = _object_new(TextContent)
-    c.text = text
-    return c
-
-
 _object_new = object.__new__
-_make_message = Message._make
 
 
-def build_messages(t: Tables, buf, arr, recs, status, pos, role: Optional[Role]) -> List[Message]:
+def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: Optional[Role]) -> List[Message]:
+    """Messages of scanned records (``src``: the ids as a list, or None; ``arr``: a uint32 view)."""
     out = []
+    new = _object_new
     for kind, hs, he, cs, ce, flags in recs:
-        r = role if (hs == 0 and role is not None) else None
+        r = role if hs == 0 else None
         if kind == REC_MESSAGE:
-            mrole, name, channel, recipient, ctype = t.header(buf[hs:he].tobytes(), buf[hs:he], r)
-            text = _content_text(t, buf, arr, cs, ce, flags & FLAG_CONTENT_UNKNOWN)
+            key = buf[hs:he].tobytes()
+            hit = t.headers.get((r, key))
+            if hit is None:
+                hit = t.header(key, buf[hs:he], r)
+            elif hit.__class__ is str:
+                raise HarmonyError(hit)
+            mrole, name, channel, recipient, ctype = hit
+            if flags & FLAG_CONTENT_UNKNOWN:
+                text = stream_text(t, buf[cs:ce])
+            elif ce - cs < GATHER_MIN:
+                text = t.decode_bytes(src[cs:ce] if src is not None else buf[cs:ce].tolist()).decode("utf-8", "replace")
+            else:
+                if arr is None:
+                    arr = np.frombuffer(buf, dtype=np.uint32)
+                text = _gather(t, arr, cs, ce).decode("utf-8", "replace")
         else:
-            ids = buf[hs:he]
+            ids = buf[hs:he].tolist()
             bad = next((x for x in ids if x >= N_VOCAB), None)
             if bad is not None:
                 raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
@@ -560,7 +553,18 @@ def build_messages(t: Tables, buf, arr, recs, status, pos, role: Optional[Role])
                 raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
             mrole, name, channel, recipient, ctype, remaining = parse_header_string(header, r, False)
             text = remaining or ""
-        out.append(_make_message(_new_author(mrole, name), [_new_text(text)], channel, recipient, ctype))
+        author = new(Author)
+        author.role = mrole
+        author.name = name
+        content = new(TextContent)
+        content.text = text
+        m = new(Message)
+        m.author = author
+        m.content = [content]
+        m.channel = channel
+        m.recipient = recipient
+        m.content_type = ctype
+        out.append(m)
     if status == ST_UNEXPECTED:
         raise unexpected_token_error(buf[pos])
     if status == ST_EOS_HEADER:
@@ -570,25 +574,40 @@ def build_messages(t: Tables, buf, arr, recs, status, pos, role: Optional[Role])
 
 def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> List[Message]:
     """Messages of ``tokens`` exactly as openai_harmony parses them (or its error)."""
-    # the order of the oracle's checks: list(tokens), role.value, each token, strict, the role name
-    if tokens.__class__ is not list:
-        if not (isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu"):
-            tokens = list(tokens)
+    # the oracle's order of checks: list(tokens), role.value, each token, strict, the role name
+    src = None
+    if tokens.__class__ is list:
+        src = tokens
+    elif not (isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu"):
+        src = tokens = list(tokens)
     rv = None if role is None else str(role.value)
-    buf = token_buffer(tokens)
-    strict = check_strict(strict)
-    r = None if rv is None else role_from_value(rv)
+    if src is not None:
+        try:
+            buf = array.array("I", src)
+        except (TypeError, OverflowError, ValueError):
+            buf = array.array("I", [as_u32(x, "tokens") for x in src])
+            src = None
+    else:
+        buf = _numpy_ints(tokens)
+    if strict is not True:
+        strict = check_strict(strict)
+    r = None
+    if rv is not None:
+        r = _ROLES.get(rv)
+        if r is None:
+            raise ValueError(f"unknown role: {rv}")
     t = _TABLES.get(id(enc._vocab))
     if t is None or t.vocab is not enc._vocab:
         t = tables(enc)
     n = len(buf)
     if n < SCAN_KERNEL_MIN:
-        specials = [i for i, x in enumerate(buf) if x >= N_ORDINARY]
-        recs, status, pos = scan_py(buf, specials, r is not None, strict)
-        arr = None
-    else:
-        from .kernels import scan_completion
+        if src is None:
+            src = buf.tolist()
+        specials = [i for i, x in enumerate(src) if x >= N_ORDINARY]
+        recs, status, pos = scan_py(src, specials, r is not None, strict)
+        return build_messages(t, buf, src, None, recs, status, pos, r)
+    from .kernels import scan_completion
 
-        arr = np.frombuffer(buf, dtype=np.uint32)
-        recs, status, pos = scan_completion(arr, r is not None, strict)
-    return build_messages(t, buf, arr, recs, status, pos, r)
+    arr = np.frombuffer(buf, dtype=np.uint32)
+    recs, status, pos = scan_completion(arr, r is not None, strict)
+    return build_messages(t, buf, src, arr, recs, status, pos, r)

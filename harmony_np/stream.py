@@ -21,6 +21,7 @@ from .errors import HarmonyError
 from .model import Author, Message, Role, StreamState, TextContent
 from .parse import (
     ERR_EOS_HEADER,
+    GATHER_MIN,
     REPLACEMENT,
     STOP_TOKENS,
     as_u32,
@@ -93,10 +94,10 @@ class StreamableParser:
         self._t = tables(encoding)
         self._strs = None
         self._next_role = r
-        self._tokens: List[int] = []
+        self._tokens = array.array("I")  # every token fed (a list only when read)
         self._messages: List[Message] = []
         self._state = _HEADER if r is not None else _EXPECT_START
-        self._header_tokens: Optional[list] = [] if r is not None else None
+        self._header_tokens: Optional[array.array] = array.array("I") if r is not None else None
         self._header = None
         self._parts: Optional[list] = None
         self._last: Optional[str] = None
@@ -155,7 +156,7 @@ class StreamableParser:
                 # the oracle leaves the state at ExpectStart (and keeps the role) if the header fails
                 self._state = _EXPECT_START
                 self._header_tokens = None
-                self._header = self._t.header(array.array("I", ht).tobytes(), ht, self._next_role)
+                self._header = self._t.header(ht.tobytes(), ht, self._next_role)
                 self._next_role = None
                 self._state = _CONTENT
                 self._parts = []
@@ -169,7 +170,7 @@ class StreamableParser:
             if token != START:
                 raise unexpected_token_error(token)
             self._state = _HEADER
-            self._header_tokens = []
+            self._header_tokens = array.array("I")
 
     def _header_stopped(self) -> None:
         # not strict: a stop token inside a header; with a role (first message only) the header
@@ -180,7 +181,7 @@ class StreamableParser:
             bad = next((x for x in ht if x >= N_VOCAB), None)
             if bad is not None:
                 raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
-            data = self._t.decode_bytes(ht)
+            data = self._t.decode_bytes(ht.tolist())
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -214,17 +215,24 @@ class StreamableParser:
     def process_tokens(self, tokens) -> "StreamableParser":
         """Consume many tokens: the same end state as :meth:`process` on each in turn (and the
         same error, raised after the tokens before the offending one were consumed)."""
-        if tokens.__class__ is not list:
-            if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
-                tokens = tokens.tolist()
-            else:
-                tokens = list(tokens)
         err = None
-        try:
-            buf = array.array("I", tokens)
-        except (TypeError, OverflowError, ValueError):
-            k, err = first_bad_token(tokens, "token")
-            buf = array.array("I", [as_u32(x, "token") for x in tokens[:k]])
+        if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
+            if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > 0xFFFFFFFF):
+                k = int(np.flatnonzero((tokens < 0) | (tokens > 0xFFFFFFFF))[0])
+                try:
+                    as_u32(int(tokens[k]), "token")
+                except OverflowError as exc:
+                    err = exc
+                tokens = tokens[:k]
+            buf = array.array("I", np.ascontiguousarray(tokens, dtype=np.uint32).tobytes())
+        else:
+            if tokens.__class__ is not list:
+                tokens = list(tokens)
+            try:
+                buf = array.array("I", tokens)
+            except (TypeError, OverflowError, ValueError):
+                k, err = first_bad_token(tokens, "token")
+                buf = array.array("I", [as_u32(x, "token") for x in tokens[:k]])
         if len(buf) < _BULK_MIN:
             process = self.process
             for tok in buf:
@@ -236,17 +244,19 @@ class StreamableParser:
         return self
 
     def _feed(self, buf: "array.array") -> None:
+        from .kernels import stream_positions
+
         t = self._t
         n = len(buf)
         arr = np.frombuffer(buf, dtype=np.uint32)
-        plain = t.plain
         if self._strs is None:
             self._strs = t.strs
         strs = self._strs
         # positions a run cannot cover: in content, tokens that are not plain; in a header, ids
         # >= 199998 (the only ones that can end it)
-        odd = np.flatnonzero(~plain[np.minimum(arr, N_VOCAB)]).tolist()
-        special = np.flatnonzero(arr >= N_ORDINARY).tolist()
+        odd, special = stream_positions(arr, t.plain)
+        odd = odd.tolist()
+        special = special.tolist()
         n_odd = len(odd)
         n_special = len(special)
         ko = ks = 0
@@ -261,7 +271,7 @@ class StreamableParser:
                 j = odd[ko] if ko < n_odd else n
                 if j > i:
                     run = buf[i:j]
-                    tokens.extend(run)
+                    tokens += run
                     self._parts.append(run)
                     self._last = strs[run[-1]]
                     i = j
@@ -279,8 +289,8 @@ class StreamableParser:
                     ks += 1
                 if j > i:
                     run = buf[i:j]
-                    tokens.extend(run)
-                    self._header_tokens.extend(run)
+                    tokens += run
+                    self._header_tokens += run
                     i = j
                     continue
             tok = buf[i]
@@ -294,8 +304,15 @@ class StreamableParser:
         try:
             return "".join(parts)
         except TypeError:
-            dec = self._t.decode_bytes
-            return "".join(p if p.__class__ is str else dec(p).decode("utf-8") for p in parts)
+            return "".join(p if p.__class__ is str else self._run_text(p) for p in parts)
+
+    def _run_text(self, run: "array.array") -> str:
+        t = self._t
+        if len(run) < GATHER_MIN:
+            return t.decode_bytes(run.tolist()).decode("utf-8")
+        from .kernels import _gather_bytes
+
+        return _gather_bytes(t.flat, t.offsets, np.frombuffer(run, dtype=np.uint32)).tobytes().decode("utf-8")
 
     def _content_tokens(self) -> list:
         parts = self._parts
@@ -324,7 +341,7 @@ class StreamableParser:
         if st == _EXPECT_START:
             return {"state": "ExpectStart"}
         if st == _HEADER:
-            return {"state": "Header", "header_tokens": list(self._header_tokens)}
+            return {"state": "Header", "header_tokens": self._header_tokens.tolist()}
         role, name, channel, recipient, ctype = self._header
         author: Dict[str, Any] = {"role": role.value}
         if name is not None:
@@ -367,4 +384,4 @@ class StreamableParser:
 
     @property
     def tokens(self) -> List[int]:
-        return list(self._tokens)
+        return self._tokens.tolist()

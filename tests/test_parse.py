@@ -375,7 +375,7 @@ def _token_pool(enc):
 
 
 @st.composite
-def completions(draw, oracle, oenc, enc):
+def completions(draw, oracle, oenc, pool):
     msgs = draw(st.lists(oracle_messages(oracle), min_size=1, max_size=3))
     tokens = []
     for m in msgs:
@@ -387,9 +387,6 @@ def completions(draw, oracle, oenc, enc):
     if role is not None and tokens and tokens[0] == START:
         cut = draw(st.sampled_from([1, 2]))
         tokens = tokens[cut:]
-    specials, byte_tokens, partial, words = _token_pool(enc)
-    pool = st.sampled_from(specials) | st.sampled_from(byte_tokens) | st.sampled_from(partial) | st.sampled_from(words)
-    pool = pool | st.integers(0, N_VOCAB - 1) | st.sampled_from([N_VOCAB, 300000, 2**32 - 1])
     for _ in range(draw(st.integers(0, 4))):
         op = draw(st.sampled_from(["delete", "insert", "replace"]))
         pos = draw(st.integers(0, len(tokens)))
@@ -406,13 +403,26 @@ def completions(draw, oracle, oenc, enc):
 
 @pytest.fixture(scope="module")
 def completion_strategy(oracle, oenc, enc):
-    return completions(oracle, oenc, enc)
+    specials, byte_tokens, partial, words = _token_pool(enc)
+    pool = st.sampled_from(specials) | st.sampled_from(byte_tokens) | st.sampled_from(partial) | st.sampled_from(words)
+    pool = pool | st.integers(0, N_VOCAB - 1) | st.sampled_from([N_VOCAB, 300000, 2**32 - 1])
+    return completions(oracle, oenc, pool)
 
 
-def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_strategy):
-    seen = {"ok": 0, "err": 0}
+@pytest.fixture(scope="module")
+def long_tail(oracle, oenc):
+    text = " ".join(f"w{i} caf\u00e9 \U0001F600 \u4e2d" for i in range(60))
+    msg = oracle.Message.from_role_and_content(oracle.Role.ASSISTANT, text).with_channel("final")
+    return oenc.render(msg)
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+
+def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_strategy, long_tail):
+    from harmony_np import parse
+
+    assert len(long_tail) > parse.GATHER_MIN
+    seen = {"ok": 0, "err": 0, "long": 0}
+
+    @settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
     @given(completion_strategy)
     def inner(case):
         tokens, role, strict = case
@@ -421,9 +431,14 @@ def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_str
         # the numpy form agrees with the list form
         orole, hrole = roles(oracle, hnp, role)
         assert run_ours(enc, np.array(tokens, dtype=np.uint32), hrole, strict) == got
+        # long forms (scanner kernel, gathered content)
+        for longer in (tokens + long_tail, tokens * (parse.SCAN_KERNEL_MIN // max(len(tokens), 1) + 1)):
+            if len(longer) >= parse.SCAN_KERNEL_MIN:
+                seen["long"] += 1
+            check_same(oenc, enc, oracle, hnp, longer, role, strict)
 
     inner()
-    assert seen["ok"] > 20 and seen["err"] > 20, seen
+    assert seen["ok"] > 50 and seen["err"] > 50 and seen["long"] > 400, seen
 
 
 def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):

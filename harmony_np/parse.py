@@ -46,9 +46,9 @@ ERR_NO_ROLE = "message header did not contain a role"
 ERR_DECODE_HEADER = "could not decode header"
 
 # Above this many tokens the Numba scanner finds the formatting tokens (measured crossover).
-SCAN_KERNEL_MIN = 256
+SCAN_KERNEL_MIN = 160
 # Content spans at least this long are gathered from the byte table by a kernel, not tiktoken.
-GATHER_MIN = 160
+GATHER_MIN = 224
 
 
 def unexpected_token_error(token: int) -> HarmonyError:
@@ -132,11 +132,6 @@ def check_strict(strict: Any) -> bool:
 
 
 _ROLES = {r.value: r for r in Role}
-
-
-def role_value(role: Any) -> Optional[str]:
-    """What the oracle's wrapper passes on: ``str(role.value)`` (raising as that does)."""
-    return None if role is None else str(role.value)
 
 
 def role_from_value(value: Optional[str]) -> Optional[Role]:
@@ -392,6 +387,20 @@ def tables(enc) -> Tables:
 # -- content decoding ----------------------------------------------------------------------
 
 
+def decode_utf8(t: Tables, ids: list) -> str:
+    """tiktoken's ``decode_utf8`` in the oracle, with its error texts."""
+    for x in ids:
+        if x >= N_VOCAB:
+            raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {x}")
+    data = t.decode_bytes(ids)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from .encoding import _rust_utf8_error
+
+        raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+
+
 def utf8_step(buf: bytes, parts: list):
     """One token's worth of the oracle's incremental decoding of ``buf`` (pending + new bytes).
 
@@ -540,17 +549,7 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
                     arr = np.frombuffer(buf, dtype=np.uint32)
                 text = _gather(t, arr, cs, ce).decode("utf-8", "replace")
         else:
-            ids = buf[hs:he].tolist()
-            bad = next((x for x in ids if x >= N_VOCAB), None)
-            if bad is not None:
-                raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
-            data = t.decode_bytes(ids)
-            try:
-                header = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                from .encoding import _rust_utf8_error
-
-                raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+            header = decode_utf8(t, buf[hs:he].tolist())
             mrole, name, channel, recipient, ctype, remaining = parse_header_string(header, r, False)
             text = remaining or ""
         author = new(Author)

@@ -26,6 +26,7 @@ from .parse import (
     STOP_TOKENS,
     as_u32,
     check_strict,
+    decode_utf8,
     first_bad_token,
     parse_header_string,
     role_from_value,
@@ -178,16 +179,7 @@ class StreamableParser:
         role = self._next_role
         ht = self._header_tokens
         if role is not None and ht:
-            bad = next((x for x in ht if x >= N_VOCAB), None)
-            if bad is not None:
-                raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
-            data = self._t.decode_bytes(ht.tolist())
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                from .encoding import _rust_utf8_error
-
-                raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+            text = decode_utf8(self._t, ht.tolist())
             mrole, name, channel, recipient, ctype, remaining = parse_header_string(text, role, False)
             self._messages.append(_message(mrole, name, channel, recipient, ctype, remaining or ""))
         self._state = _EXPECT_START

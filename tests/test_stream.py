@@ -307,10 +307,6 @@ def test_differential_every_token(oracle, oenc, hnp, enc, completion_strategy):
 # -- process_tokens ---------------------------------------------------------------------------------
 
 
-def observe_ours(p):
-    return observe(p)
-
-
 def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypatch):
     from harmony_np import stream
 

@@ -183,25 +183,33 @@ class HarmonyEncoding:
         """Tokens of a conversation; a closing assistant final message ends in ``<|return|>``."""
         return self.renderer.render_conversation(conversation, config, mode="training")
 
+    def _array(self, planner, args: tuple, out: Optional[np.ndarray]):
+        from .render import _surrogate_error
+
+        try:
+            return self.renderer.to_array(planner(*args), out)
+        except UnicodeEncodeError as exc:
+            raise _surrogate_error(exc) from None
+
     # NumPy forms: a uint32 array, or written into ``out`` (a preallocated uint32 buffer), in
     # which case the number of tokens written is returned.
     def render_np(self, message: Message, render_options: Optional[RenderOptions] = None, *, out: Optional[np.ndarray] = None):
         """:meth:`render` as a ``uint32`` array (or into ``out``; returns the count)."""
-        return self.renderer.to_array(self.renderer.render_message_pieces(message, render_options), out)
+        return self._array(self.renderer.message_plan, (message, render_options), out)
 
     def render_conversation_np(self, conversation: Conversation, config: Optional[RenderConversationConfig] = None, *, out: Optional[np.ndarray] = None):
         """:meth:`render_conversation` as a ``uint32`` array (or into ``out``; returns the count)."""
-        return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "conversation"), out)
+        return self._array(self.renderer.conversation_plan, (conversation, config, "conversation"), out)
 
     def render_conversation_for_completion_np(
         self, conversation: Conversation, next_turn_role: Role, config: Optional[RenderConversationConfig] = None, *, out: Optional[np.ndarray] = None
     ):
         """:meth:`render_conversation_for_completion` as a ``uint32`` array (or into ``out``)."""
-        return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "completion", next_turn_role), out)
+        return self._array(self.renderer.conversation_plan, (conversation, config, "completion", next_turn_role), out)
 
     def render_conversation_for_training_np(self, conversation: Conversation, config: Optional[RenderConversationConfig] = None, *, out: Optional[np.ndarray] = None):
         """:meth:`render_conversation_for_training` as a ``uint32`` array (or into ``out``)."""
-        return self.renderer.to_array(self.renderer.conversation_pieces(conversation, config, "training"), out)
+        return self._array(self.renderer.conversation_plan, (conversation, config, "training"), out)
 
     # -- batch -----------------------------------------------------------------------------
     def render_batch(
@@ -221,11 +229,15 @@ class HarmonyEncoding:
         on assistant output: from after the role through the terminator.
         """
         from .batch import render_batch
+        from .render import _surrogate_error
 
-        return render_batch(
-            self, conversations, mode=mode, next_role=next_role, config=config,
-            loss_mask=loss_mask, mask_last_assistant_only=mask_last_assistant_only,
-        )
+        try:
+            return render_batch(
+                self, conversations, mode=mode, next_role=next_role, config=config,
+                loss_mask=loss_mask, mask_last_assistant_only=mask_last_assistant_only,
+            )
+        except UnicodeEncodeError as exc:
+            raise _surrogate_error(exc) from None
 
     # -- parsing ---------------------------------------------------------------------------
     def parse_messages_from_completion_tokens(

@@ -130,8 +130,10 @@ class Renderer:
 
     def __init__(self, encoding) -> None:
         bpe = encoding._bpe
-        self._encode = bpe.encode_ordinary
         core = getattr(bpe, "_core_bpe", None)
+        # the Rust method itself: tiktoken's wrapper only adds a retry for lone surrogates, which
+        # openai_harmony refuses (see _surrogate_error)
+        self._encode = getattr(core, "encode_ordinary", None) or bpe.encode_ordinary
         self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
         self._headers: dict = {}
         self._texts: dict = {}
@@ -268,7 +270,11 @@ class Renderer:
         role = author.role
         recipient = m.recipient
         plan.append(self.header_entry(role, author.name, recipient, m.channel, m.content_type)[0])
-        plan += self.content_texts(m, role, has_function_tools, json_depth)
+        content = m.content
+        if len(content) == 1 and content[0].__class__ is TextContent:
+            plan.append(content[0].text)  # the common case, without a list of texts
+        else:
+            plan += self.content_texts(m, role, has_function_tools, json_depth)
         plan.append(_CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST)
 
     def message_plan(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
@@ -325,15 +331,35 @@ class Renderer:
 
     # -- assembly --------------------------------------------------------------------------
     def to_list(self, plan: list) -> List[int]:
-        texts = [p for p in plan if p.__class__ is str]
-        if len(texts) > 1 or (texts and len(texts[0]) >= _PARALLEL_MIN_CHARS):
+        """Assemble ``plan`` into a list of ints."""
+        # Fresh text worth a thread hand-off goes through encode_many; the common small case
+        # allocates nothing beyond the result (fewer allocations, fewer GC pauses).
+        get = self._texts.get
+        fresh_chars = 0
+        for p in plan:
+            if p.__class__ is str and get(p) is None:
+                fresh_chars += len(p)
+        if fresh_chars >= _PARALLEL_MIN_CHARS and self._workers > 1:
+            texts = [p for p in plan if p.__class__ is str]
             encoded = iter(self.encode_many(texts))
-        else:
-            encoded = None
-        out: List[int] = []
+            out: List[int] = []
+            for p in plan:
+                if p.__class__ is str:
+                    out += next(encoded)
+                elif p is _RETURN_MARK:
+                    if out:
+                        out[-1] = RETURN
+                else:
+                    out += p
+            return out
+        out = []
         for p in plan:
             if p.__class__ is str:
-                out += next(encoded) if encoded is not None else self.encode_text(p)
+                toks = get(p)
+                if toks is None:
+                    toks = self._encode(p)
+                    self._remember(p, toks)
+                out += toks
             elif p is _RETURN_MARK:
                 if out:
                     out[-1] = RETURN
@@ -392,16 +418,24 @@ class Renderer:
 
     # -- drop-in entry points --------------------------------------------------------------
     def render_message(self, message: Message, render_options: Optional[RenderOptions] = None) -> List[int]:
-        return self.to_list(self.message_plan(message, render_options))
-
-    def render_message_pieces(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
-        return self.message_plan(message, render_options)
+        try:
+            return self.to_list(self.message_plan(message, render_options))
+        except UnicodeEncodeError as exc:
+            raise _surrogate_error(exc) from None
 
     def render_conversation(self, conversation, config, mode: str, next_role: Any = None) -> List[int]:
-        return self.to_list(self.conversation_plan(conversation, config, mode, next_role))
+        try:
+            return self.to_list(self.conversation_plan(conversation, config, mode, next_role))
+        except UnicodeEncodeError as exc:
+            raise _surrogate_error(exc) from None
 
-    def conversation_pieces(self, conversation, config, mode: str, next_role: Any = None) -> list:
-        return self.conversation_plan(conversation, config, mode, next_role)
+
+def _surrogate_error(exc: UnicodeEncodeError) -> ValueError:
+    # openai_harmony sends the conversation through JSON, where a lone surrogate is invalid
+    return ValueError(
+        f"invalid conversation JSON: text contains a lone surrogate "
+        f"{exc.object[exc.start:exc.end]!r} at index {exc.start}: {exc.object[:80]!r}"
+    )
 
 
 class _ReturnMark:

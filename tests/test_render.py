@@ -188,3 +188,17 @@ conversations = st.lists(messages(), max_size=7).map(lambda ms: {"messages": ms}
 @given(conversations)
 def test_random_conversations_match_oracle(oracle, oenc, hnp, enc, doc):
     check_same(oracle, oenc, hnp, enc, doc)
+
+
+def test_lone_surrogate_is_a_value_error_like_the_oracle(oracle, oenc, hnp, enc):
+    def conv(h):
+        return h.Conversation.from_messages([h.Message.from_role_and_content(h.Role.USER, "a\ud800b")])
+
+    with pytest.raises(ValueError):
+        oenc.render_conversation(conv(oracle))
+    with pytest.raises(ValueError, match="lone surrogate"):
+        enc.render_conversation(conv(hnp))
+    with pytest.raises(ValueError, match="lone surrogate"):
+        enc.render_conversation_np(conv(hnp))
+    with pytest.raises(ValueError, match="lone surrogate"):
+        enc.render(conv(hnp).messages[0])

@@ -44,10 +44,11 @@ _CALL = 200012
 _N_VOCAB = 201_089
 
 # Record layout of scan_completion: kind, header start, header end, content start, content end,
-# flags. Kinds: 0 message (content end == n when the input ends in it), 1 header cut short by a
-# stop token (not strict, first header, role given). Flags: 1 unknown id in the header, 2 unknown
-# id in the content. Status: 0 ok, 1 unexpected token at pos (wanted <|start|>), 2 input ends in
-# a header.
+# flags, terminator. Kinds: 0 message (content end == n when the input ends in it), 1 header cut
+# short by a stop token (not strict, first header, role given). Flags: 1 unknown id in the
+# header, 2 unknown id in the content. Terminator: the stop token that ended the record (<|end|>,
+# <|call|>, <|return|>), -1 at the end of input. A message's <|start|> (if any) is at hs - 1.
+# Status: 0 ok, 1 unexpected token at pos (wanted <|start|>), 2 input ends in a header.
 
 
 @njit(cache=True, nogil=True)
@@ -94,6 +95,7 @@ def _scan_completion(tokens, role_given, strict, recs):
                 recs[m, 3] = 0
                 recs[m, 4] = 0
                 recs[m, 5] = flags
+                recs[m, 6] = tok
                 m += 1
             first = False
             i = he + 1
@@ -115,6 +117,7 @@ def _scan_completion(tokens, role_given, strict, recs):
         recs[m, 3] = cs
         recs[m, 4] = j
         recs[m, 5] = flags
+        recs[m, 6] = tok if j < n else -1
         m += 1
         if j == n:
             return m, 0, 0
@@ -125,12 +128,12 @@ def _scan_completion(tokens, role_given, strict, recs):
 def scan_completion(tokens: np.ndarray, role_given: bool, strict: bool):
     """Message boundaries of a completion: ``(records, status, pos)``.
 
-    ``records`` is a list of ``(kind, hs, he, cs, ce, flags)`` tuples (layout above); the scan
+    ``records`` is a list of ``(kind, hs, he, cs, ce, flags, terminator)`` tuples (layout above); the scan
     stops at the first structural error, which ``status``/``pos`` report. Only ids are compared,
     so unknown ids are safe here (they are flagged, never looked up).
     """
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
-    recs = np.empty((arr.shape[0] // 2 + 1, 6), dtype=np.int64)
+    recs = np.empty((arr.shape[0] // 2 + 1, 7), dtype=np.int64)
     m, status, pos = _scan_completion(arr, bool(role_given), bool(strict), recs)
     return [tuple(r) for r in recs[:m].tolist()], int(status), int(pos)
 
@@ -151,7 +154,7 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
     """:func:`scan_completion` over many completions packed back to back.
 
     ``starts`` (int64, len B + 1) delimits completion b as ``tokens[starts[b]:starts[b + 1]]``.
-    Returns ``(records (R, 6) int64 with positions relative to each completion, rec_starts (B + 1),
+    Returns ``(records (R, 7) int64 with positions relative to each completion, rec_starts (B + 1),
     status (B), pos (B))``: completion b owns ``records[rec_starts[b]:rec_starts[b + 1]]``.
     """
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
@@ -159,7 +162,7 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
     nb = st.shape[0] - 1
     # a completion of k tokens has at most k // 2 + 1 records
     cap = arr.shape[0] // 2 + nb + 1
-    recs = np.empty((cap, 6), dtype=np.int64)
+    recs = np.empty((cap, 7), dtype=np.int64)
     rec_starts = np.zeros(nb + 1, dtype=np.int64)
     status = np.zeros(nb, dtype=np.int64)
     pos = np.zeros(nb, dtype=np.int64)

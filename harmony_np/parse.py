@@ -446,8 +446,9 @@ def _gather(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
 # -- scanning -------------------------------------------------------------------------------
 
 # record kinds
-REC_MESSAGE = 0  # (0, hs, he, cs, ce, flags): header hs:he, content cs:ce (ce == n at EOS)
-REC_HEADER_ONLY = 1  # (1, hs, he, 0, 0, flags): non-strict stop in the first header (role given)
+# (kind, hs, he, cs, ce, flags, terminator); terminator: the stop token, or -1 at end of input
+REC_MESSAGE = 0  # (0, hs, he, cs, ce, ...): header hs:he, content cs:ce (ce == n at EOS)
+REC_HEADER_ONLY = 1  # (1, hs, he, 0, 0, ...): not strict, a stop token in the first header (role given)
 FLAG_HEADER_UNKNOWN = 1
 FLAG_CONTENT_UNKNOWN = 2
 # scan status
@@ -499,7 +500,7 @@ def scan_py(buf, specials: list, role_given: bool, strict: bool):
         k += 1
         if tok != MESSAGE:
             if first and he > hs:
-                recs.append((REC_HEADER_ONLY, hs, he, 0, 0, flags))
+                recs.append((REC_HEADER_ONLY, hs, he, 0, 0, flags, tok))
             first = False
             hs = he + 1
             expect = True
@@ -515,9 +516,9 @@ def scan_py(buf, specials: list, role_given: bool, strict: bool):
                 flags |= FLAG_CONTENT_UNKNOWN
             k += 1
         else:
-            recs.append((REC_MESSAGE, hs, he, cs, n, flags))
+            recs.append((REC_MESSAGE, hs, he, cs, n, flags, -1))
             return recs, ST_OK, 0
-        recs.append((REC_MESSAGE, hs, he, cs, p, flags))
+        recs.append((REC_MESSAGE, hs, he, cs, p, flags, tok))
         k += 1
         hs = p + 1
         expect = True
@@ -530,7 +531,7 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
     """Messages of scanned records (``src``: the ids as a list, or None; ``arr``: a uint32 view)."""
     out = []
     new = _object_new
-    for kind, hs, he, cs, ce, flags in recs:
+    for kind, hs, he, cs, ce, flags, _ in recs:
         r = role if hs == 0 else None
         if kind == REC_MESSAGE:
             key = buf[hs:he].tobytes()

@@ -481,20 +481,20 @@ def naive_scan(tokens, role_given, strict):
                 he, cs, state, first = i, i + 1, "content", False
             elif not strict and t in (END, CALL, RETURN):
                 if first and i > hs:
-                    recs.append((1, hs, i, 0, 0, flags))
+                    recs.append((1, hs, i, 0, 0, flags, t))
                 first, state = False, "expect"
             elif t >= N_VOCAB:
                 flags |= 1
         else:
             if t in (END, CALL, RETURN):
-                recs.append((0, hs, he, cs, i, flags))
+                recs.append((0, hs, he, cs, i, flags, t))
                 state = "expect"
             elif t >= N_VOCAB:
                 flags |= 2
     if state == "header":
         return recs, 2, len(tokens)
     if state == "content":
-        recs.append((0, hs, he, cs, len(tokens), flags))
+        recs.append((0, hs, he, cs, len(tokens), flags, -1))
     return recs, 0, 0
 
 

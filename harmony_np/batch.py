@@ -9,17 +9,21 @@ then copies pieces into the flat output, rows in parallel. No Python object per 
 
 from __future__ import annotations
 
+import array
+import contextlib
+import gc
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import HarmonyError
-from .model import RenderConversationConfig, Role
+from .model import RenderConversationConfig, Role, TextContent
 from .render import _RETURN_MARK, _START_LIST, _as_role
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
 _MODES = ("completion", "conversation", "training")
+_NO_SPECIAL: frozenset = frozenset()
 
 
 class RaggedTokens:
@@ -150,6 +154,24 @@ def render_batch(
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    with _gc_paused():
+        return _render_batch(encoding, conversations, mode, next_role, config, loss_mask, mask_last_assistant_only)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic GC: a batch allocates many small acyclic containers, and each full
+    collection would walk the caller's whole heap (often millions of objects) for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, mask_last_assistant_only) -> RaggedTokens:
     want_mask = (mode == "training") if loss_mask is None else bool(loss_mask)
     role = _as_role(next_role) if mode == "completion" else None
     renderer = encoding.renderer
@@ -163,6 +185,7 @@ def render_batch(
     start_pid = of_list(_START_LIST)
     role_pid = of_text(role.value) if role is not None else -1
     memo: dict = {}
+    head_memo: dict = {}
 
     for index, conv in enumerate(conversations):
         try:
@@ -176,6 +199,17 @@ def render_batch(
             for k, m in enumerate(kept):
                 r = m.author.role
                 flag = 1 if (want_mask and r is _ASSISTANT and (not mask_last_assistant_only or k == last_assistant)) else 0
+                content = m.content
+                if len(content) == 1 and content[0].__class__ is TextContent:
+                    # the common message: a header seen before and one text
+                    hkey = (r, m.author.name, m.recipient, m.channel, m.content_type, flag)
+                    head = head_memo.get(hkey)
+                    if head is None:
+                        _, author_part, rest = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
+                        head = head_memo[hkey] = (of_list(author_part), of_list(rest), of_list(terminator(r, m.recipient)))
+                    occ_piece += (head[0], head[1], of_text(content[0].text), head[2])
+                    occ_flag += (0, flag, flag, flag)
+                    continue
                 # a message object shared by many conversations (a system prompt, developer
                 # instructions) is planned once per batch
                 key = (id(m), flag, has_fn)
@@ -195,18 +229,18 @@ def render_batch(
             raise type(exc)(f"conversation {index}: {exc}") if isinstance(exc, (HarmonyError, ValueError, TypeError)) else exc
         row_occ.append(len(occ_piece))
 
-    # piece table: every distinct piece's tokens back to back
-    arrays: List[Any] = [None] * pool.count
+    # piece table: every distinct piece's tokens back to back, joined as bytes (no Python int
+    # per token: fresh texts come from tiktoken as uint32 buffers)
+    blobs: List[Any] = [None] * pool.count
     for pid, toks in pool.lists:
-        arrays[pid] = np.asarray(toks, dtype=np.uint32)
+        blobs[pid] = array.array("I", toks)
     if pool.texts:
-        encoded = _encode_texts(renderer, [t for _, t in pool.texts])
-        for (pid, _), arr in zip(pool.texts, encoded):
-            arrays[pid] = arr
-    piece_len = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=pool.count)
+        for (pid, _), blob in zip(pool.texts, _encode_texts(renderer, [t for _, t in pool.texts])):
+            blobs[pid] = blob
+    piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=pool.count)
     piece_off = np.zeros(pool.count + 1, dtype=np.int64)
     np.cumsum(piece_len, out=piece_off[1:])
-    piece_pool = np.concatenate(arrays) if arrays else np.empty(0, np.uint32)
+    piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32)
 
     occ = np.asarray(occ_piece, dtype=np.int64)
     flags = np.asarray(occ_flag, dtype=np.uint8)
@@ -241,35 +275,40 @@ def _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator,
     return pieces, flags
 
 
-def _encode_texts(renderer, texts: Sequence[str]) -> List[np.ndarray]:
-    """``uint32`` arrays of ``texts``: cached ones from the text cache, fresh ones on the pool."""
+def _encode_texts(renderer, texts: Sequence[str]) -> list:
+    """uint32 buffers (``array.array`` or tiktoken's buffer) of ``texts``; cached ones come from
+    the renderer's text cache, long fresh ones are encoded on its thread pool."""
     out: List[Any] = [None] * len(texts)
     fresh = []
     cached = renderer._texts
     for i, t in enumerate(texts):
         toks = cached.get(t)
         if toks is not None:
-            out[i] = np.asarray(toks, dtype=np.uint32)
+            out[i] = array.array("I", toks)
         else:
             fresh.append(i)
-    if fresh:
-        buf = renderer._encode_buffer
-        if buf is not None:
-            def encode(chunk):
-                return [np.frombuffer(buf(texts[i], set()), dtype=np.uint32) for i in chunk]
-        else:  # pragma: no cover - tiktoken without the buffer API
-            def encode(chunk):
-                return [np.asarray(renderer._encode(texts[i]), dtype=np.uint32) for i in chunk]
-        total = sum(len(texts[i]) for i in fresh)
-        workers = renderer._workers
-        if workers > 1 and total >= 16_384:
-            # interleave by length so each worker gets a similar share of characters
-            order = sorted(fresh, key=lambda i: -len(texts[i]))
-            chunks = [order[w::workers] for w in range(workers)]
-            for chunk, arrs in zip(chunks, renderer.pool().map(encode, chunks)):
-                for i, a in zip(chunk, arrs):
-                    out[i] = a
-        else:
-            for i, a in zip(fresh, encode(fresh)):
-                out[i] = a
+    if not fresh:
+        return out
+    buf = renderer._encode_buffer
+    if buf is not None:
+        def encode(chunk):
+            return [buf(texts[i], _NO_SPECIAL) for i in chunk]
+    else:  # pragma: no cover - tiktoken without the buffer API
+        def encode(chunk):
+            return [array.array("I", renderer._encode(texts[i])) for i in chunk]
+    total = 0
+    for i in fresh:
+        total += len(texts[i])
+    workers = renderer._workers
+    # a thread hand-off only pays for long texts (tiktoken holds the GIL between texts)
+    if workers > 1 and total >= 65_536 and total >= 1024 * len(fresh):
+        # interleave by length so each worker gets a similar share of characters
+        order = sorted(fresh, key=lambda i: -len(texts[i]))
+        chunks = [order[w::workers] for w in range(workers)]
+        for chunk, blobs in zip(chunks, renderer.pool().map(encode, chunks)):
+            for i, b in zip(chunk, blobs):
+                out[i] = b
+    else:
+        for i, b in zip(fresh, encode(fresh)):
+            out[i] = b
     return out

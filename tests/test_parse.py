@@ -539,3 +539,13 @@ def test_header_cache_returns_fresh_objects(enc, E):
     b = enc.parse_messages_from_completion_tokens(toks)
     assert b[0].author.name is None
     assert b[0].content[0].text.startswith("{")
+
+
+def test_non_strict_header_cut_short_decode_errors(oenc, enc, oracle, hnp, E):
+    table = enc.vocab.token_bytes_list()
+    byte_tok = {b[0]: i for i, b in enumerate(table[:199998]) if len(b) == 1}
+    for header in ([300000], [byte_tok[0xFF]], E("ab") + [byte_tok[0xE2]], E("<|channel|>"), E("x<|channel|> y")):
+        got = check_same(oenc, enc, oracle, hnp, header + [END], "assistant", False)
+        assert isinstance(got, tuple)
+    got = run_ours(enc, [byte_tok[0xE2], END], hnp.Role.ASSISTANT, False)
+    assert got == ("HarmonyError", "Could not decode tokens: Invalid utf-8 sequence: incomplete utf-8 byte sequence from index 0")

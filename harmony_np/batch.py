@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import RenderConversationConfig, Role, TextContent
-from .render import _RETURN_MARK, _START_LIST, _as_role
+from .render import _START_LIST, _as_role
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT

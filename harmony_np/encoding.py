@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import AbstractSet, Any, Collection, List, Literal, Optional, Sequence, Union
+from typing import AbstractSet, Collection, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -17,7 +17,8 @@ from .model import (
     RenderOptions,
     Role,
 )
-from .tokens import first_unknown, token_array, token_list
+from .parse import parse_completion
+from .tokens import first_unknown, token_array
 from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
 
 __all__ = ["HarmonyEncoding", "load_harmony_encoding"]
@@ -244,8 +245,6 @@ class HarmonyEncoding:
         self, tokens: Sequence[int], role: Optional[Role] = None, *, strict: bool = True
     ) -> List[Message]:
         """Messages of a completion (tokens after ``<|start|>``, or after ``role`` when given)."""
-        from .parse import parse_completion
-
         return parse_completion(self, tokens, role, strict)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import array
 import bisect
-import operator
 import re
 import unicodedata
 from typing import Any, List, Optional
@@ -27,15 +26,11 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import Author, Message, Role, TextContent
+from .tokens import _numpy_ints, as_u32, first_bad_token, token_buffer  # noqa: F401  (re-exported)
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
 
 __all__ = ["parse_completion", "parse_header_string", "rust_debug_str"]
 
-_U32_MAX = 0xFFFFFFFF
-_I64_MIN = -(2**63)
-_I64_MAX = 2**63 - 1
-_OVERFLOW = "out of range integral type conversion attempted"
-_TOO_LARGE = "Python int too large to convert to C long"
 
 STOP_TOKENS = frozenset((RETURN, CALL, END))
 REPLACEMENT = "\ufffd"
@@ -55,69 +50,7 @@ def unexpected_token_error(token: int) -> HarmonyError:
     return HarmonyError(f"Unexpected token {token} while expecting start token {START}")
 
 
-# -- argument conversion, as pyo3 extracts ``u32``, ``Vec<u32>``, ``bool`` and roles ------------
-
-
-def as_u32(item: Any, arg: str) -> int:
-    """``item`` as a token id, or the oracle's error for it (pyo3's ``u32`` extraction)."""
-    if item.__class__ is int:
-        v = item
-    else:
-        try:
-            v = int(operator.index(item))
-        except TypeError as exc:
-            raise TypeError(f"argument '{arg}': {exc}") from None
-    if 0 <= v <= _U32_MAX:
-        return v
-    if v < _I64_MIN or v > _I64_MAX:
-        raise OverflowError(_TOO_LARGE)
-    raise OverflowError(_OVERFLOW)
-
-
-def _numpy_ints(tokens: np.ndarray) -> "array.array":
-    if tokens.size:
-        lo = int(tokens.min())
-        hi = int(tokens.max())
-        if lo < 0 or hi > _U32_MAX:
-            bad = int(tokens[np.flatnonzero((tokens < 0) | (tokens > _U32_MAX))[0]])
-            as_u32(bad, "tokens")
-    buf = array.array("I")
-    if tokens.dtype == np.uint32 and tokens.dtype.byteorder in "=|":
-        buf.frombytes(np.ascontiguousarray(tokens).tobytes())
-    else:
-        buf.frombytes(tokens.astype(np.uint32).tobytes())
-    return buf
-
-
-def token_buffer(tokens: Any, arg: str = "tokens") -> "array.array":
-    """The tokens as ``array('I')``, refused exactly as the oracle refuses them.
-
-    The oracle's wrapper calls ``list(tokens)`` (so any iterable passes, and a non-iterable
-    raises that call's ``TypeError``) and pyo3 then converts every item to ``u32`` in order.
-    """
-    if tokens.__class__ is not list:
-        if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
-            return _numpy_ints(tokens)
-        if isinstance(tokens, array.array) and tokens.typecode == "I":
-            return array.array("I", tokens)
-        tokens = list(tokens)
-    try:
-        return array.array("I", tokens)
-    except (TypeError, OverflowError, ValueError):
-        pass
-    return array.array("I", [as_u32(t, arg) for t in tokens])
-
-
-def first_bad_token(tokens: list, arg: str):
-    """``(index, exception)`` of the first item pyo3 would refuse, or ``(len, None)``."""
-    for i, t in enumerate(tokens):
-        if t.__class__ is int and 0 <= t <= _U32_MAX:
-            continue
-        try:
-            as_u32(t, arg)
-        except Exception as exc:  # noqa: BLE001 - whatever __index__ raises is what pyo3 raises
-            return i, exc
-    return len(tokens), None
+# -- argument conversion, as pyo3 extracts ``bool`` and roles (tokens: see tokens.py) ------
 
 
 def check_strict(strict: Any) -> bool:

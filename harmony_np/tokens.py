@@ -1,93 +1,97 @@
 """Validation of token input, before any kernel or table lookup sees it.
 
-openai_harmony takes tokens as a Rust ``Vec<u32>``: anything that is not a sequence of integers in
-``[0, 2**32)`` is refused with a ``TypeError`` or ``OverflowError`` whose text is reproduced here.
-Ids in range but outside the vocabulary are refused later, with the error of the operation.
+openai_harmony's wrappers call ``list(tokens)`` and pyo3 then converts every item to a Rust
+``u32``: anything else is refused with a ``TypeError`` or ``OverflowError`` whose text is
+reproduced here. Ids in range but outside the vocabulary pass; each operation reports them with
+its own error.
 """
 
 from __future__ import annotations
 
 import array
+import operator
 from typing import Any
 
 import numpy as np
 
 from .vocab import N_VOCAB
 
-_U32_MAX = 2**32 - 1
+_U32_MAX = 0xFFFFFFFF
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
 _OVERFLOW = "out of range integral type conversion attempted"
+_TOO_LARGE = "Python int too large to convert to C long"
 
 
-def _element_error(arg: str, item: Any) -> Exception:
-    if isinstance(item, (bool, int, np.integer)) or hasattr(item, "__index__"):
-        return OverflowError(_OVERFLOW)
-    return TypeError(f"argument '{arg}': '{type(item).__name__}' object cannot be interpreted as an integer")
 
-
-def _slow_check(seq: Any, arg: str) -> None:
-    for item in seq:
+def as_u32(item: Any, arg: str) -> int:
+    """``item`` as a token id, or the oracle's error for it (pyo3's ``u32`` extraction)."""
+    if item.__class__ is int:
+        v = item
+    else:
         try:
-            v = item.__index__()
-        except (AttributeError, TypeError):
-            raise _element_error(arg, item) from None
-        if v < 0 or v > _U32_MAX:
-            raise OverflowError(_OVERFLOW)
+            v = int(operator.index(item))
+        except TypeError as exc:
+            raise TypeError(f"argument '{arg}': {exc}") from None
+    if 0 <= v <= _U32_MAX:
+        return v
+    if v < _I64_MIN or v > _I64_MAX:
+        raise OverflowError(_TOO_LARGE)
+    raise OverflowError(_OVERFLOW)
+
+
+def _numpy_ints(tokens: np.ndarray) -> "array.array":
+    if tokens.size:
+        lo = int(tokens.min())
+        hi = int(tokens.max())
+        if lo < 0 or hi > _U32_MAX:
+            bad = int(tokens[np.flatnonzero((tokens < 0) | (tokens > _U32_MAX))[0]])
+            as_u32(bad, "tokens")
+    buf = array.array("I")
+    if tokens.dtype == np.uint32 and tokens.dtype.byteorder in "=|":
+        buf.frombytes(np.ascontiguousarray(tokens).tobytes())
+    else:
+        buf.frombytes(tokens.astype(np.uint32).tobytes())
+    return buf
+
+
+def token_buffer(tokens: Any, arg: str = "tokens") -> "array.array":
+    """The tokens as ``array('I')``, refused exactly as the oracle refuses them.
+
+    The oracle's wrapper calls ``list(tokens)`` (so any iterable passes, and a non-iterable
+    raises that call's ``TypeError``) and pyo3 then converts every item to ``u32`` in order.
+    """
+    if tokens.__class__ is not list:
+        if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
+            return _numpy_ints(tokens)
+        if isinstance(tokens, array.array) and tokens.typecode == "I":
+            return array.array("I", tokens)
+        tokens = list(tokens)
+    try:
+        return array.array("I", tokens)
+    except (TypeError, OverflowError, ValueError):
+        pass
+    return array.array("I", [as_u32(t, arg) for t in tokens])
+
+
+def first_bad_token(tokens: list, arg: str):
+    """``(index, exception)`` of the first item pyo3 would refuse, or ``(len, None)``."""
+    for i, t in enumerate(tokens):
+        if t.__class__ is int and 0 <= t <= _U32_MAX:
+            continue
+        try:
+            as_u32(t, arg)
+        except Exception as exc:  # noqa: BLE001 - whatever __index__ raises is what pyo3 raises
+            return i, exc
+    return len(tokens), None
 
 
 def token_array(tokens: Any, arg: str = "tokens") -> np.ndarray:
-    """``tokens`` as a 1-D ``uint32`` array, without a copy where it already is one.
-
-    Raises the oracle's ``TypeError``/``OverflowError`` for non-integers and values outside
-    ``[0, 2**32)``; ids at or above the vocabulary size pass (callers report them).
-    """
-    if isinstance(tokens, np.ndarray):
-        if tokens.ndim != 1:
-            raise TypeError(f"argument '{arg}': expected a 1-D sequence of token ids, got an array of shape {tokens.shape}")
-        kind = tokens.dtype.kind
-        if tokens.dtype == np.uint32:
-            return tokens
-        if kind in "iu":
-            if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > _U32_MAX):
-                raise OverflowError(_OVERFLOW)
-            return tokens.astype(np.uint32)
-        if kind == "b":
-            return tokens.astype(np.uint32)
-        if tokens.size == 0:
-            return np.empty(0, np.uint32)
-        raise TypeError(
-            f"argument '{arg}': '{tokens.dtype}' array elements cannot be interpreted as integers"
-        )
-    if isinstance(tokens, (str, bytes, bytearray)):
-        raise TypeError(f"argument '{arg}': Can't extract `{type(tokens).__name__}` to `Vec`")
-    if isinstance(tokens, array.array) and tokens.typecode == "I":
-        return np.frombuffer(tokens, dtype=np.uint32)
-    try:
-        arr = array.array("I", tokens)
-    except (TypeError, OverflowError, ValueError):
-        if not hasattr(tokens, "__iter__"):
-            raise TypeError(f"argument '{arg}': '{type(tokens).__name__}' object is not a sequence of token ids") from None
-        _slow_check(tokens, arg)
-        raise
-    if len(arr) == 0:
-        return np.empty(0, np.uint32)
-    return np.frombuffer(arr, dtype=np.uint32)
-
-
-def token_list(tokens: Any, arg: str = "tokens") -> list:
-    """``tokens`` as a list of Python ints, checked as :func:`token_array` checks."""
-    if tokens.__class__ is list:
-        try:
-            array.array("I", tokens)
-        except (TypeError, OverflowError, ValueError):
-            _slow_check(tokens, arg)
-            raise
-        if tokens and tokens[0].__class__ is not int:
-            return [t.__index__() for t in tokens]
-        for t in tokens:
-            if t.__class__ is not int:
-                return [t.__index__() for t in tokens]
+    """``tokens`` as a 1-D ``uint32`` array, checked as :func:`token_buffer` checks."""
+    if isinstance(tokens, np.ndarray) and tokens.dtype == np.uint32 and tokens.ndim == 1:
         return tokens
-    return token_array(tokens, arg).tolist()
+    buf = token_buffer(tokens, arg)
+    return np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.empty(0, np.uint32)
 
 
 def first_unknown(arr: np.ndarray) -> int:

@@ -130,3 +130,18 @@ def test_message_equality_and_builders(hnp):
     assert a == b
     assert a != b.with_recipient("y")
     assert hnp.Author(role="user") == hnp.Author(role=hnp.Role.USER)
+
+
+@pytest.mark.parametrize(
+    "toks",
+    ["abc", [2**63], [-(2**63) - 1], [2**64], np.array([True, False]), [np.True_], np.array([[1, 2]]), 5, None, (1, 2), iter([1, 2])],
+)
+def test_decode_argument_errors_match_oracle(oenc, enc, toks):
+    import copy
+
+    def call(e, fn):
+        t = copy.copy(toks) if not hasattr(toks, "__next__") else iter([1, 2])
+        return outcome(lambda: getattr(e, fn)(t))
+
+    for fn in ("decode_utf8", "decode"):
+        assert call(enc, fn) == call(oenc, fn), fn

@@ -10,14 +10,16 @@ then copies pieces into the flat output, rows in parallel. No Python object per 
 from __future__ import annotations
 
 import array
+import codecs
 import contextlib
 import gc
+import itertools
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import HarmonyError
-from .model import RenderConversationConfig, Role, TextContent
+from .model import Author, Message, RenderConversationConfig, Role, TextContent
 from .render import _START_LIST, _as_role
 from .vocab import RETURN
 
@@ -312,3 +314,335 @@ def _encode_texts(renderer, texts: Sequence[str]) -> list:
         for i, b in zip(fresh, encode(fresh)):
             out[i] = b
     return out
+
+
+# -- batch parsing -------------------------------------------------------------------------
+
+ROLES: Tuple[Role, ...] = (Role.USER, Role.ASSISTANT, Role.SYSTEM, Role.DEVELOPER, Role.TOOL)
+_ROLE_CODE = {r: i for i, r in enumerate(ROLES)}
+_ERRORS = ("raise", "collect")
+
+
+class MessageTable:
+    """Parsed messages of many completions, one row per message, as columns.
+
+    Columns (NumPy arrays, one entry per message): ``completion`` (index of the completion),
+    ``role`` (code into :data:`ROLES`), ``name``, ``channel``, ``recipient``, ``content_type``
+    (codes into ``strings``; -1 is None), ``content_start``/``content_stop`` (the content's token
+    span in ``tokens``). ``tokens``/``offsets`` are the input completions (completion ``b`` is
+    ``tokens[offsets[b]:offsets[b + 1]]``). ``errors[b]`` is None, or the error text the single
+    call raises for completion ``b`` (its messages are then not in the table). Content text is
+    decoded on first use, all of it in one pass.
+    """
+
+    __slots__ = (
+        "tokens", "offsets", "completion", "role", "name", "channel", "recipient", "content_type",
+        "content_start", "content_stop", "strings", "errors", "error_types", "_overrides", "_encoding", "_texts",
+    )
+
+    def __len__(self) -> int:
+        return self.completion.shape[0]
+
+    def __repr__(self) -> str:
+        bad = sum(e is not None for e in self.errors)
+        return f"MessageTable({len(self)} messages from {len(self.errors)} completions, {bad} with errors)"
+
+    @property
+    def n_completions(self) -> int:
+        return len(self.errors)
+
+    def content_texts(self) -> List[str]:
+        """The content text of every message (decoded once, then cached)."""
+        if self._texts is None:
+            with _gc_paused():
+                self._texts = _decode_contents(self)
+        return self._texts
+
+    def content_text(self, i: int) -> str:
+        """The content text of message ``i``."""
+        return self.content_texts()[i]
+
+    def string(self, code: int) -> Optional[str]:
+        """The string of a code in the name/channel/recipient/content_type columns."""
+        return None if code < 0 else self.strings[code]
+
+    def to_messages(self) -> List[List[Message]]:
+        """A list of :class:`Message` per completion, each equal to the single-call parse
+        (empty for a completion with an error)."""
+        with _gc_paused():
+            return self._to_messages()
+
+    def _to_messages(self) -> List[List[Message]]:
+        texts = self.content_texts()
+        strings = self.strings
+        out: List[List[Message]] = [[] for _ in range(len(self.errors))]
+        new = object.__new__
+        cols = zip(
+            self.completion.tolist(), self.role.tolist(), self.name.tolist(), self.channel.tolist(),
+            self.recipient.tolist(), self.content_type.tolist(), texts,
+        )
+        for b, rc, nc, cc, rcp, ctc, text in cols:
+            author = new(Author)
+            author.role = ROLES[rc]
+            author.name = strings[nc] if nc >= 0 else None
+            content = new(TextContent)
+            content.text = text
+            m = new(Message)
+            m.author = author
+            m.content = [content]
+            m.channel = strings[cc] if cc >= 0 else None
+            m.recipient = strings[rcp] if rcp >= 0 else None
+            m.content_type = strings[ctc] if ctc >= 0 else None
+            out[b].append(m)
+        return out
+
+    def messages_of(self, b: int) -> List[Message]:
+        """The messages of completion ``b``."""
+        return self.to_messages()[b]
+
+
+def _flatten(completions: Any, offsets: Any, errors: str):
+    """``(flat uint32 tokens, int64 offsets, {index: exception})`` of the batch input."""
+    from .tokens import token_array
+
+    if offsets is not None:
+        flat = token_array(completions, "completions")
+        offs = np.asarray(offsets)
+        if offs.ndim != 1 or offs.dtype.kind not in "iu" or offs.shape[0] < 1:
+            raise ValueError(f"offsets must be a 1-D integer array of len n + 1, got {offs.dtype} with shape {offs.shape}")
+        offs = offs.astype(np.int64)
+        if offs[0] < 0 or offs[-1] > flat.shape[0] or np.any(np.diff(offs) < 0):
+            raise ValueError(
+                f"offsets must rise from >= 0 to <= {flat.shape[0]} (the number of tokens); "
+                f"got first {int(offs[0])}, last {int(offs[-1])}"
+            )
+        return flat, offs, {}
+    if isinstance(completions, (str, bytes)) or not hasattr(completions, "__len__"):
+        raise TypeError(f"completions must be a list of token lists or arrays (or a flat array with offsets), got {type(completions).__name__}")
+    if isinstance(completions, np.ndarray):
+        raise TypeError("a flat token array needs offsets=; a 2-D array is not a list of completions")
+    items = list(completions)
+    lengths = np.zeros(len(items) + 1, dtype=np.int64)
+    if all(c.__class__ is list for c in items):
+        buf = array.array("I")
+        try:
+            buf = array.array("I", itertools.chain.from_iterable(items))
+        except (TypeError, OverflowError, ValueError):
+            buf = None
+        if buf is not None:
+            np.cumsum([len(c) for c in items], out=lengths[1:])
+            return (np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.empty(0, np.uint32)), lengths, {}
+    bad: dict = {}
+    parts = []
+    for i, c in enumerate(items):
+        try:
+            arr = token_array(c)
+        except (TypeError, OverflowError, ValueError) as exc:
+            if errors == "raise":
+                raise type(exc)(f"completion {i}: {exc}") from None
+            bad[i] = exc
+            arr = np.empty(0, np.uint32)
+        parts.append(arr)
+        lengths[i + 1] = lengths[i] + arr.shape[0]
+    flat = np.concatenate(parts) if parts else np.empty(0, np.uint32)
+    return flat.astype(np.uint32, copy=False), lengths, bad
+
+
+def parse_batch(encoding, completions: Any, *, offsets: Any = None, role: Any = None, strict: Any = True, errors: str = "raise") -> MessageTable:
+    """Parse many completions at once; see :meth:`HarmonyEncoding.parse_batch`."""
+    if errors not in _ERRORS:
+        raise ValueError(f"errors must be one of {_ERRORS}, got {errors!r}")
+    with _gc_paused():
+        return _parse_batch(encoding, completions, offsets, role, strict, errors)
+
+
+def _parse_batch(encoding, completions, offsets, role, strict, errors) -> MessageTable:
+    from .kernels import scan_batch, span_hashes
+    from .parse import (
+        FLAG_CONTENT_UNKNOWN,
+        REC_HEADER_ONLY,
+        check_strict,
+        parse_completion,
+        role_from_value,
+        tables,
+    )
+
+    r = None if role is None else role_from_value(str(role.value) if isinstance(role, Role) else str(role))
+    strict = check_strict(strict)
+    flat, starts, bad_input = _flatten(completions, offsets, errors)
+    n_comp = starts.shape[0] - 1
+    recs, rec_starts, status, _pos = scan_batch(flat, starts, r is not None, strict)
+    n_rec = recs.shape[0]
+    comp = np.repeat(np.arange(n_comp, dtype=np.int64), np.diff(rec_starts))
+    base = starts[:-1][comp]
+    kind = recs[:, 0]
+    hs = recs[:, 1] + base
+    he = recs[:, 2] + base
+    cs = recs[:, 3] + base
+    ce = recs[:, 4] + base
+    first = recs[:, 1] == 0  # only a role-given first header starts at 0
+
+    t = tables(encoding)
+    strings: List[str] = []
+    string_code: dict = {}
+
+    def code(s: Optional[str]) -> int:
+        if s is None:
+            return -1
+        c = string_code.get(s)
+        if c is None:
+            c = string_code[s] = len(strings)
+            strings.append(s)
+        return c
+
+    # distinct headers are parsed once: group the records by a pair of hashes of their ids
+    ha, hb = span_hashes(flat, hs, he)
+    hb = hb + first.astype(np.uint64)
+    order = np.lexsort((hb, ha))
+    if n_rec:
+        sa, sb = ha[order], hb[order]
+        new_group = np.empty(n_rec, dtype=bool)
+        new_group[0] = True
+        new_group[1:] = (sa[1:] != sa[:-1]) | (sb[1:] != sb[:-1])
+        group_sorted = np.cumsum(new_group) - 1
+        group = np.empty(n_rec, dtype=np.int64)
+        group[order] = group_sorted
+        reps = order[new_group]
+    else:
+        group = np.zeros(0, dtype=np.int64)
+        reps = np.zeros(0, dtype=np.int64)
+    n_groups = reps.shape[0]
+    g_role = np.zeros(n_groups, dtype=np.int8)
+    g_codes = np.full((n_groups, 4), -1, dtype=np.int32)
+    g_error = np.zeros(n_groups, dtype=bool)
+    flat_bytes = flat.view(np.uint8)
+    headers = t.headers
+    for g, rec in enumerate(reps.tolist()):
+        if kind[rec] == REC_HEADER_ONLY:
+            continue  # read below, per record
+        a, z = int(hs[rec]), int(he[rec])
+        rr = r if first[rec] else None
+        key = flat_bytes[4 * a : 4 * z].tobytes()
+        hit = headers.get((rr, key))
+        if hit is None:
+            hit = t._parse_header(flat[a:z], rr)
+            headers[(rr, key)] = hit
+        if hit.__class__ is str:
+            g_error[g] = True
+            continue
+        mrole, name, channel, recipient, ctype = hit
+        g_role[g] = _ROLE_CODE[mrole]
+        g_codes[g] = (code(name), code(channel), code(recipient), code(ctype))
+
+    # completions whose single call raises: a failed header, a structural error, bad input
+    bad = np.zeros(n_comp, dtype=bool)
+    bad[status != 0] = True
+    if n_rec:
+        bad[comp[g_error[group] & (kind != REC_HEADER_ONLY)]] = True
+    for i in bad_input:
+        bad[i] = True
+    overrides: dict = {}
+    header_only = np.flatnonzero(kind == REC_HEADER_ONLY)
+    role_col = g_role[group] if n_rec else np.zeros(0, np.int8)
+    codes = g_codes[group] if n_rec else np.zeros((0, 4), np.int32)
+    if header_only.size:
+        from .parse import decode_utf8, parse_header_string
+
+        role_col = role_col.copy()
+        codes = codes.copy()
+        for k in header_only.tolist():
+            if bad[comp[k]]:
+                continue
+            try:
+                text = decode_utf8(t, flat[hs[k] : he[k]].tolist())
+                mrole, name, channel, recipient, ctype, remaining = parse_header_string(text, r if first[k] else None, False)
+            except HarmonyError:
+                bad[comp[k]] = True
+                continue
+            role_col[k] = _ROLE_CODE[mrole]
+            codes[k] = (code(name), code(channel), code(recipient), code(ctype))
+            overrides[k] = remaining or ""
+    error_text: List[Optional[str]] = [None] * n_comp
+    error_type: List[Optional[str]] = [None] * n_comp
+    for b in np.flatnonzero(bad).tolist():
+        exc = bad_input.get(b)
+        if exc is None:
+            try:
+                parse_completion(encoding, flat[starts[b] : starts[b + 1]], r, strict)
+            except Exception as e:  # the single call's error is the row's error
+                exc = e
+            else:  # pragma: no cover - the scan and the single call disagree: a bug
+                raise AssertionError(f"completion {b} was flagged but parses alone")
+        if errors == "raise":
+            raise type(exc)(f"completion {b}: {exc}")
+        error_text[b] = str(exc)
+        error_type[b] = type(exc).__name__
+
+    keep = ~bad[comp] if n_rec else np.zeros(0, dtype=bool)
+    table = object.__new__(MessageTable)
+    table.tokens = flat
+    table.offsets = starts
+    table.completion = comp[keep]
+    table.role = role_col[keep]
+    table.name = codes[keep, 0]
+    table.channel = codes[keep, 1]
+    table.recipient = codes[keep, 2]
+    table.content_type = codes[keep, 3]
+    table.content_start = cs[keep]
+    table.content_stop = ce[keep]
+    # per kept message: the text of a header-only record, or None where the content holds
+    # unknown ids (decoded the oracle's slow way)
+    kept_index = np.flatnonzero(keep)
+    table._overrides = {int(np.searchsorted(kept_index, k)): v for k, v in overrides.items() if keep[k]}
+    if n_rec:
+        for i in np.flatnonzero(recs[:, 5][keep] & FLAG_CONTENT_UNKNOWN).tolist():
+            table._overrides.setdefault(i, None)
+    table.strings = strings
+    table.errors = error_text
+    table.error_types = error_type
+    table._encoding = encoding
+    table._texts = None
+    return table
+
+
+def _decode_contents(table: MessageTable) -> List[str]:
+    from .kernels import gather_spans
+    from .parse import stream_text, tables
+
+    n = len(table)
+    cs = table.content_start
+    ce = table.content_stop
+    overrides = table._overrides
+    if overrides:
+        # spans that are not decoded from the byte table: header-only records and unknown ids
+        cs = cs.copy()
+        ce = ce.copy()
+        special = np.fromiter(overrides.keys(), dtype=np.int64, count=len(overrides))
+        ce[special] = cs[special]
+    vocab = table._encoding._vocab
+    data, byte_off, char_off, aligned = gather_spans(vocab.flat, vocab.offsets, table.tokens, cs, ce)
+    texts = None
+    if aligned:
+        # the common case: all content is valid UTF-8 and every span starts on a character, so
+        # one decode and slicing by character offsets gives each span's text
+        try:
+            whole = codecs.utf_8_decode(data, "strict", True)[0]
+        except UnicodeDecodeError:
+            pass
+        else:
+            co = char_off.tolist()
+            texts = [whole[co[i] : co[i + 1]] for i in range(n)]
+    if texts is None:
+        blob = data.tobytes()
+        bo = byte_off.tolist()
+        texts = [blob[bo[i] : bo[i + 1]].decode("utf-8", "replace") for i in range(n)]
+    if overrides:
+        t = None
+        for i, text in overrides.items():
+            if text is None:
+                if t is None:
+                    t = tables(table._encoding)
+                text = stream_text(t, table.tokens[table.content_start[i] : table.content_stop[i]].tolist())
+            texts[i] = text
+    return texts
+

@@ -240,6 +240,18 @@ class HarmonyEncoding:
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc) from None
 
+    def parse_batch(self, completions, *, offsets=None, role: Optional[Role] = None, strict: bool = True, errors: str = "raise"):
+        """Parse many completions at once into a columnar :class:`~harmony_np.batch.MessageTable`.
+
+        ``completions`` is a list of token lists/arrays, or one flat token array with
+        ``offsets`` (len n + 1). ``errors="raise"`` raises the first completion's error with its
+        index; ``"collect"`` keeps going and records each failed completion's error text in
+        ``.errors``. ``.to_messages()`` equals the single-call parse of each completion.
+        """
+        from .batch import parse_batch
+
+        return parse_batch(self, completions, offsets=offsets, role=role, strict=strict, errors=errors)
+
     # -- parsing ---------------------------------------------------------------------------
     def parse_messages_from_completion_tokens(
         self, tokens: Sequence[int], role: Optional[Role] = None, *, strict: bool = True

@@ -246,3 +246,86 @@ def stream_positions(tokens: np.ndarray, plain: np.ndarray):
     special = np.empty(n, dtype=np.int64)
     n_odd, n_special = _stream_positions(tokens, plain, odd, special)
     return odd[:n_odd], special[:n_special]
+
+
+# -- batch parsing -------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _span_hashes(tokens, span_start, span_stop, out_a, out_b):
+    # two independent FNV-1a style hashes of each span's ids: spans with equal pairs are
+    # treated as equal (a 128-bit collision is not a practical concern)
+    for r in range(span_start.shape[0]):
+        ha = np.uint64(14695981039346656037)
+        hb = np.uint64(1099511628211) * np.uint64(31)
+        for j in range(span_start[r], span_stop[r]):
+            t = np.uint64(tokens[j])
+            ha = (ha ^ t) * np.uint64(1099511628211)
+            hb = (hb ^ (t + np.uint64(0x9E3779B97F4A7C15))) * np.uint64(0x100000001B3)
+            hb ^= hb >> np.uint64(29)
+        out_a[r] = ha ^ np.uint64(span_stop[r] - span_start[r])
+        out_b[r] = hb
+
+
+def span_hashes(tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarray):
+    """Two 64-bit hashes of each span ``tokens[span_start[r]:span_stop[r]]`` (spans in bounds)."""
+    n = span_start.shape[0]
+    a = np.empty(n, dtype=np.uint64)
+    b = np.empty(n, dtype=np.uint64)
+    _span_hashes(tokens, span_start, span_stop, a, b)
+    return a, b
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off, char_off):
+    # char_off: UTF-8 lead bytes before each span (characters, when all is valid UTF-8);
+    # returns the bytes and whether every span starts on a lead byte
+    n = span_start.shape[0]
+    sizes = np.empty(n, np.int64)
+    for r in prange(n):
+        total = 0
+        for j in range(span_start[r], span_stop[r]):
+            t = tokens[j]
+            total += offsets[t + 1] - offsets[t]
+        sizes[r] = total
+    byte_off[0] = 0
+    for r in range(n):
+        byte_off[r + 1] = byte_off[r] + sizes[r]
+    out = np.empty(byte_off[n], np.uint8)
+    leads = np.empty(n, np.int64)
+    aligned = np.ones(n, np.bool_)
+    for r in prange(n):
+        pos = byte_off[r]
+        lead = 0
+        for j in range(span_start[r], span_stop[r]):
+            t = tokens[j]
+            for k in range(offsets[t], offsets[t + 1]):
+                c = flat[k]
+                out[pos] = c
+                pos += 1
+                if (c & 0xC0) != 0x80:
+                    lead += 1
+        leads[r] = lead
+        if sizes[r] > 0 and (out[byte_off[r]] & 0xC0) == 0x80:
+            aligned[r] = False
+    char_off[0] = 0
+    ok = True
+    for r in range(n):
+        char_off[r + 1] = char_off[r] + leads[r]
+        if not aligned[r]:
+            ok = False
+    return out, ok
+
+
+def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarray):
+    """The bytes of many token spans back to back: ``(data, byte_off, char_off, aligned)``.
+
+    ``byte_off`` (len n + 1) delimits each span's bytes; ``char_off`` counts UTF-8 lead bytes, so
+    when ``data`` is valid UTF-8 and ``aligned`` (no span starts inside a character), span i's
+    text is ``data.decode()[char_off[i]:char_off[i + 1]]``. Callers guarantee the spans are in
+    bounds and hold only ids below ``len(offsets) - 1``.
+    """
+    byte_off = np.empty(span_start.shape[0] + 1, dtype=np.int64)
+    char_off = np.empty(span_start.shape[0] + 1, dtype=np.int64)
+    data, aligned = _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off, char_off)
+    return data, byte_off, char_off, bool(aligned)

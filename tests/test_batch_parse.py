@@ -1,0 +1,162 @@
+"""parse_batch: equal to single parses; errors collected per completion; columnar layout."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harmony_np.vocab import CALL, CHANNEL, END, MESSAGE, N_VOCAB, RETURN, START
+
+from test_parse import _token_pool, completions as completion_draws
+
+
+def single(enc, tokens, role, strict):
+    try:
+        return ("ok", enc.parse_messages_from_completion_tokens(tokens, role, strict=strict))
+    except Exception as exc:  # noqa: BLE001 - the error is part of what is compared
+        return ("error", type(exc).__name__, str(exc))
+
+
+def check_batch(enc, hnp, comps, role, strict):
+    r = None if role is None else hnp.Role(role)
+    want = [single(enc, c, r, strict) for c in comps]
+    table = enc.parse_batch(comps, role=r, strict=strict, errors="collect")
+    assert table.n_completions == len(comps)
+    got_msgs = table.to_messages()
+    for b, w in enumerate(want):
+        if w[0] == "ok":
+            assert table.errors[b] is None, (b, table.errors[b])
+            assert got_msgs[b] == w[1], b
+        else:
+            assert table.errors[b] == w[2], b
+            assert table.error_types[b] == w[1]
+            assert got_msgs[b] == []
+    # columns agree with the messages
+    texts = table.content_texts()
+    flat = [m for ms in got_msgs for m in ms]
+    assert len(flat) == len(table) == len(texts)
+    for i, m in enumerate(flat):
+        assert texts[i] == m.content[0].text
+        assert hnp.batch.ROLES[table.role[i]] == m.author.role
+        assert table.string(table.channel[i]) == m.channel
+        assert table.string(table.recipient[i]) == m.recipient
+        assert table.string(table.content_type[i]) == m.content_type
+        assert table.string(table.name[i]) == m.author.name
+    # the same batch as one flat array with offsets
+    arrays = [np.asarray(c, dtype=np.int64) for c in comps]
+    if all(a.size == 0 or (a.min() >= 0 and a.max() < 2**32) for a in arrays):
+        flat_tokens = np.concatenate(arrays).astype(np.uint32) if arrays else np.empty(0, np.uint32)
+        offsets = np.zeros(len(comps) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in comps], out=offsets[1:])
+        t2 = enc.parse_batch(flat_tokens, offsets=offsets, role=r, strict=strict, errors="collect")
+        assert t2.errors == table.errors
+        assert t2.to_messages() == got_msgs
+    # errors="raise" raises the first failing completion's error, with its index
+    first_bad = next((b for b, w in enumerate(want) if w[0] == "error"), None)
+    if first_bad is None:
+        assert enc.parse_batch(comps, role=r, strict=strict).to_messages() == got_msgs
+    else:
+        with pytest.raises(Exception) as info:
+            enc.parse_batch(comps, role=r, strict=strict)
+        assert type(info.value).__name__ == want[first_bad][1]
+        assert str(info.value) == f"completion {first_bad}: {want[first_bad][2]}"
+
+
+@pytest.fixture(scope="module")
+def draws(oracle, oenc, enc):
+    specials, byte_tokens, partial, words = _token_pool(enc)
+    pool = st.sampled_from(specials) | st.sampled_from(byte_tokens) | st.sampled_from(partial) | st.sampled_from(words)
+    pool = pool | st.integers(0, N_VOCAB - 1) | st.sampled_from([N_VOCAB, 300000])
+    return completion_draws(oracle, oenc, pool)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_batches_equal_single_parses(enc, hnp, draws, data):
+    items = data.draw(st.lists(draws, min_size=0, max_size=8))
+    role = data.draw(st.sampled_from([None, "assistant"]))
+    strict = data.draw(st.booleans())
+    comps = []
+    for tokens, r, _ in items:
+        if role is not None and tokens and tokens[0] == START:
+            tokens = tokens[2:]
+        comps.append(tokens)
+    check_batch(enc, hnp, comps, role, strict)
+
+
+def _completion(enc, hnp, rng, i):
+    words = "the model weighs evidence and answers with care ünïcode 🎉 中文".split()
+    conv = hnp.Conversation.from_messages(
+        [
+            hnp.Message.from_role_and_content(hnp.Role.ASSISTANT, f"{i} " + " ".join(rng.choice(words) for _ in range(rng.randint(5, 60)))).with_channel("analysis"),
+            hnp.Message.from_role_and_content(hnp.Role.ASSISTANT, " ".join(rng.choice(words) for _ in range(rng.randint(3, 40)))).with_channel("final"),
+        ]
+    )
+    return enc.render_conversation(conv, hnp.RenderConversationConfig(auto_drop_analysis=False))
+
+
+def _mutate(rng, tokens):
+    tokens = list(tokens)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.choice(["delete", "insert", "replace"])
+        pos = rng.randrange(len(tokens))
+        tok = rng.choice([START, CHANNEL, MESSAGE, END, RETURN, CALL, 200013, rng.randrange(200000)])
+        if op == "delete":
+            del tokens[pos]
+        elif op == "insert":
+            tokens.insert(pos, tok)
+        else:
+            tokens[pos] = tok
+    return tokens
+
+
+def test_quarter_mutated_batch_collects_errors(enc, hnp):
+    rng = random.Random(7)
+    comps = [_completion(enc, hnp, rng, i) for i in range(800)]
+    mutated = set(rng.sample(range(800), 200))
+    comps = [_mutate(rng, c) if i in mutated else c for i, c in enumerate(comps)]
+    for strict in (True, False):
+        table = enc.parse_batch(comps, strict=strict, errors="collect")
+        msgs = table.to_messages()
+        n_errors = 0
+        for b, c in enumerate(comps):
+            w = single(enc, c, None, strict)
+            if w[0] == "ok":
+                assert table.errors[b] is None and msgs[b] == w[1]
+            else:
+                n_errors += 1
+                assert table.errors[b] == w[2] and msgs[b] == []
+        assert n_errors > 50  # the mutations do break completions
+        assert all(table.errors[b] is None for b in range(800) if b not in mutated)
+
+
+def test_large_batch_matches(enc, hnp):
+    rng = random.Random(3)
+    comps = [_completion(enc, hnp, rng, i) for i in range(3000)]
+    table = enc.parse_batch(comps)
+    assert len(table) == 6000 and table.n_completions == 3000
+    assert table.to_messages() == [enc.parse_messages_from_completion_tokens(c) for c in comps]
+    assert table.completion.tolist() == [b for b in range(3000) for _ in range(2)]
+    assert table.tokens.dtype == np.uint32 and table.offsets[-1] == sum(map(len, comps))
+
+
+def test_input_errors(enc, hnp):
+    with pytest.raises(TypeError, match="completion 1: "):
+        enc.parse_batch([[START], ["x"]])
+    table = enc.parse_batch([[1.5], [2**40], [START, 173781, MESSAGE, 12194, END]], errors="collect")
+    assert table.error_types[:2] == ["TypeError", "OverflowError"]
+    assert table.errors[2] is None and len(table) == 1
+    with pytest.raises(ValueError, match="offsets must rise"):
+        enc.parse_batch(np.array([START, 1], np.uint32), offsets=[0, 5])
+    with pytest.raises(ValueError, match="offsets must be a 1-D integer array"):
+        enc.parse_batch(np.array([START, 1], np.uint32), offsets=[[0, 2]])
+    with pytest.raises(TypeError, match="needs offsets"):
+        enc.parse_batch(np.array([START, 1], np.uint32))
+    with pytest.raises(ValueError, match="errors must be one of"):
+        enc.parse_batch([], errors="ignore")
+    empty = enc.parse_batch([])
+    assert len(empty) == 0 and empty.to_messages() == []

@@ -17,7 +17,7 @@ EXAMPLES = """\
 examples:
   harmony-np demo
   harmony-np render conversations.jsonl -o tokens.jsonl
-  harmony-np render --mode training - < conversations.jsonl
+  harmony-np render --mode training conversations.jsonl -o train.npz
   harmony-np parse completions.jsonl --role assistant --non-strict
   harmony-np render --mode conversation convs.jsonl | harmony-np parse -
   echo '[200006, 173781, 200008, 12194, 200007]' | harmony-np decode -
@@ -39,60 +39,58 @@ def _open_out(path: Optional[str]) -> TextIO:
     return open(path, "w", encoding="utf-8")
 
 
-def _lines(stream: TextIO, quiet: bool, what: str) -> Iterator[Tuple[int, str]]:
-    """(line number, text) of each non-blank line, with a progress bar on a terminal."""
-    show = not quiet and sys.stderr.isatty()
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(unit=" " + what, file=sys.stderr, dynamic_ncols=True)
-    try:
-        for no, line in enumerate(stream, 1):
-            if line.strip():
-                yield no, line
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 def _encoding():
     from .encoding import load_harmony_encoding
 
     return load_harmony_encoding("HarmonyGptOss")
 
 
-def _report(no: int, exc: Exception, src: str) -> None:
-    print(f"harmony-np: {src}:{no}: {type(exc).__name__}: {exc}", file=sys.stderr)
+CHUNK = 4096  # lines per batch call
 
 
-def _run_lines(args, what: str, handle) -> int:
-    failed = 0
-    with _open_in(args.input) as fin:
-        out = _open_out(args.output)
-        try:
-            for no, line in _lines(fin, args.quiet, what):
-                try:
-                    result = handle(line)
-                except (ValueError, TypeError, KeyError, RuntimeError, OverflowError) as exc:
-                    _report(no, exc, args.input)
-                    failed += 1
-                    if not args.keep_going:
-                        return EXIT_FAILED
-                    continue
-                out.write(result)
-                out.write("\n")
-        finally:
-            if out is not sys.stdout:
-                out.close()
-            else:
-                out.flush()
-    if failed:
-        print(f"harmony-np: {failed} line(s) failed", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Failures:
+    """Bad input lines: reported on stderr by line number; stop at the first unless keep_going."""
+
+    def __init__(self, src: str, keep_going: bool) -> None:
+        self.src = src
+        self.keep_going = keep_going
+        self.count = 0
+
+    def report(self, no: int, kind: str, text: str) -> None:
+        print(f"harmony-np: {self.src}:{no}: {kind}: {text}", file=sys.stderr)
+        self.count += 1
+        if not self.keep_going:
+            raise _Stop()
+
+    def exit_code(self) -> int:
+        if self.count:
+            print(f"harmony-np: {self.count} line(s) failed", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        return EXIT_OK
+
+
+class _Stop(Exception):
+    pass
+
+
+def _progress(quiet: bool, what: str, total: Optional[int] = None):
+    """A tqdm bar on stderr when it is a terminal (and not --quiet), else None."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=" " + what, file=sys.stderr, dynamic_ncols=True)
 
 
 def cmd_render(args) -> int:
@@ -101,19 +99,76 @@ def cmd_render(args) -> int:
     enc = _encoding()
     cfg = RenderConversationConfig(auto_drop_analysis=not args.keep_analysis)
     next_role = Role(args.next_role)
+    npz = args.output is not None and args.output.endswith(".npz")
+    want_mask = args.mode == "training" or args.loss_mask
+    failures = _Failures(args.input, args.keep_going)
+    rows_tokens, rows_offsets, rows_mask, rows_line = [], [0], [], []
+    out = None if npz else _open_out(args.output)
+    bar = _progress(args.quiet, "conversations")
+    try:
+        with _open_in(args.input) as fin:
+            lines = ((no, line) for no, line in enumerate(fin, 1) if line.strip())
+            for chunk in _chunks(lines, CHUNK):
+                convs, nos = [], []
+                for no, line in chunk:
+                    try:
+                        doc = json.loads(line)
+                        conv = Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
+                    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                        failures.report(no, type(exc).__name__, str(exc))
+                        continue
+                    convs.append(conv)
+                    nos.append(no)
+                result = _render_chunk(enc, convs, nos, args.mode, next_role, cfg, want_mask, failures)
+                for no, toks, mask in result:
+                    if npz:
+                        rows_tokens.append(toks)
+                        rows_offsets.append(rows_offsets[-1] + len(toks))
+                        if want_mask:
+                            rows_mask.append(mask)
+                        rows_line.append(no)
+                    else:
+                        out.write(json.dumps(toks.tolist()))
+                        out.write("\n")
+                if bar is not None:
+                    bar.update(len(chunk))
+    except _Stop:
+        return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not None and out is not sys.stdout:
+            out.close()
+    if npz:
+        import numpy as np
 
-    def handle(line: str) -> str:
-        doc = json.loads(line)
-        conv = Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
-        if args.mode == "completion":
-            toks = enc.render_conversation_for_completion(conv, next_role, cfg)
-        elif args.mode == "training":
-            toks = enc.render_conversation_for_training(conv, cfg)
-        else:
-            toks = enc.render_conversation(conv, cfg)
-        return json.dumps(toks)
+        arrays = {
+            "tokens": np.concatenate(rows_tokens) if rows_tokens else np.empty(0, np.uint32),
+            "offsets": np.asarray(rows_offsets, dtype=np.int64),
+            "line": np.asarray(rows_line, dtype=np.int64),
+        }
+        if want_mask:
+            arrays["loss_mask"] = np.concatenate(rows_mask) if rows_mask else np.empty(0, np.uint8)
+        np.savez(args.output, **arrays)
+    return failures.exit_code()
 
-    return _run_lines(args, "conversations", handle)
+
+def _render_chunk(enc, convs, nos, mode, next_role, cfg, want_mask, failures):
+    """(line number, tokens, mask) of each conversation that renders; the rest reported."""
+    try:
+        rb = enc.render_batch(convs, mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
+    except (ValueError, TypeError, RuntimeError):
+        # some conversation is bad: render one by one to report each by its line
+        out = []
+        for no, conv in zip(nos, convs):
+            try:
+                one = enc.render_batch([conv], mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
+            except (ValueError, TypeError, RuntimeError) as exc:
+                failures.report(no, type(exc).__name__, str(exc).replace("conversation 0: ", "", 1))
+                continue
+            out.append((no, one[0], one.row_mask(0) if want_mask else None))
+        return out
+    return [(no, rb[i], rb.row_mask(i) if want_mask else None) for i, no in enumerate(nos)]
 
 
 def _token_line(line: str) -> List[int]:
@@ -125,27 +180,91 @@ def _token_line(line: str) -> List[int]:
     return doc
 
 
+def _completion_chunks(path: str, failures: "_Failures") -> Iterator[Tuple[list, list]]:
+    """Chunks of (line numbers, token lists) from JSON Lines or an .npz (tokens, offsets)."""
+    if path.endswith(".npz"):
+        import numpy as np
+
+        with np.load(path) as data:
+            if "tokens" not in data or "offsets" not in data:
+                raise ValueError(f"{path}: an .npz input needs arrays 'tokens' and 'offsets'")
+            tokens, offsets = data["tokens"], data["offsets"]
+            lines = data["line"] if "line" in data else np.arange(1, offsets.shape[0])
+        n = offsets.shape[0] - 1
+        for a in range(0, n, CHUNK):
+            z = min(n, a + CHUNK)
+            yield lines[a:z].tolist(), [tokens[offsets[i] : offsets[i + 1]] for i in range(a, z)]
+        return
+    with _open_in(path) as fin:
+        lines = ((no, line) for no, line in enumerate(fin, 1) if line.strip())
+        for chunk in _chunks(lines, CHUNK):
+            nos, comps = [], []
+            for no, line in chunk:
+                try:
+                    toks = _token_line(line)
+                except ValueError as exc:
+                    failures.report(no, type(exc).__name__, str(exc))
+                    continue
+                nos.append(no)
+                comps.append(toks)
+            yield nos, comps
+
+
 def cmd_parse(args) -> int:
     from .model import Role
 
     enc = _encoding()
     role = Role(args.role) if args.role else None
-
-    def handle(line: str) -> str:
-        toks = _token_line(line)
-        msgs = enc.parse_messages_from_completion_tokens(toks, role, strict=not args.non_strict)
-        return json.dumps([m.to_dict() for m in msgs], ensure_ascii=False)
-
-    return _run_lines(args, "completions", handle)
+    failures = _Failures(args.input, args.keep_going)
+    out = _open_out(args.output)
+    bar = _progress(args.quiet, "completions")
+    try:
+        for nos, comps in _completion_chunks(args.input, failures):
+            table = enc.parse_batch(comps, role=role, strict=not args.non_strict, errors="collect")
+            per_completion = table.to_messages()
+            for no, msgs, err, kind in zip(nos, per_completion, table.errors, table.error_types):
+                if err is not None:
+                    failures.report(no, kind, err)
+                    out.write(json.dumps({"error": err, "error_type": kind}, ensure_ascii=False))
+                else:
+                    out.write(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
+                out.write("\n")
+            if bar is not None:
+                bar.update(len(nos))
+    except _Stop:
+        return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+    return failures.exit_code()
 
 
 def cmd_decode(args) -> int:
     enc = _encoding()
-
-    def handle(line: str) -> str:
-        return json.dumps(enc.decode(_token_line(line)), ensure_ascii=False)
-
-    return _run_lines(args, "lines", handle)
+    failures = _Failures(args.input, args.keep_going)
+    out = _open_out(args.output)
+    try:
+        for nos, comps in _completion_chunks(args.input, failures):
+            for no, toks in zip(nos, comps):
+                try:
+                    text = enc.decode(toks)
+                except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
+                    failures.report(no, type(exc).__name__, str(exc))
+                    continue
+                out.write(json.dumps(text, ensure_ascii=False))
+                out.write("\n")
+    except _Stop:
+        return EXIT_FAILED
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        else:
+            out.flush()
+    return failures.exit_code()
 
 
 def cmd_stop_tokens(args) -> int:
@@ -223,14 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         sp.add_argument("--keep-going", action="store_true", help="report bad lines and go on; exit 1 at the end if any failed")
 
-    sp = sub.add_parser("render", help="conversations (to_dict JSON, one per line) to token lists")
+    sp = sub.add_parser(
+        "render",
+        help="conversations (to_dict JSON, one per line) to token lists",
+        description="Render conversations. Output: JSON Lines of token lists, or an .npz (-o x.npz) "
+        "with tokens, offsets, line (input line of each row) and, in training mode, loss_mask.",
+    )
     io_args(sp)
     sp.add_argument("--mode", choices=["completion", "conversation", "training"], default="completion")
     sp.add_argument("--next-role", default="assistant", help="role of the next turn in completion mode")
     sp.add_argument("--keep-analysis", action="store_true", help="do not drop analysis messages before a final one")
+    sp.add_argument("--loss-mask", action="store_true", help="also write the loss mask to an .npz (always in training mode)")
     sp.set_defaults(func=cmd_render)
 
-    sp = sub.add_parser("parse", help="completion token lists (one per line) to messages")
+    sp = sub.add_parser(
+        "parse",
+        help="completion token lists (one per line, or an .npz) to messages",
+        description="Parse completions: one JSON line of messages per input line. A completion that "
+        "fails is reported on stderr with its line number (and, with --keep-going, written as "
+        '{"error": ...} so that output lines stay aligned with input lines).',
+    )
     io_args(sp)
     sp.add_argument("--role", default=None, help="role of the completion when it starts after '<|start|>role'")
     sp.add_argument("--non-strict", action="store_true", help="tolerate a missing <|message|> as the model sometimes writes")

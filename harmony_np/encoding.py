@@ -259,6 +259,17 @@ class HarmonyEncoding:
         """Messages of a completion (tokens after ``<|start|>``, or after ``role`` when given)."""
         return parse_completion(self, tokens, role, strict)
 
+    def recover_messages_from_completion_tokens(self, tokens: Sequence[int], role: Optional[Role] = None):
+        """Messages of a completion that may break the format; never raises on valid token ids.
+
+        Returns a :class:`~harmony_np.recover.RecoveryResult` (``messages``, ``spans``,
+        ``unparsed``, ``diagnostics``); well-formed input gives the strict parse and no
+        diagnostics. The rules are in ``docs/recovery.md``.
+        """
+        from .recover import recover_completion
+
+        return recover_completion(self, tokens, role)
+
 
 def _gather_bytes(vocab: Vocabulary, arr: np.ndarray) -> bytes:
     from .kernels import gather_bytes

@@ -85,7 +85,15 @@ class StreamableParser:
         "_ct_n",
     )
 
-    def __init__(self, encoding, role: Optional[Role], *, strict: bool = True) -> None:
+    def __new__(cls, *args: Any, recover: bool = False, **kwargs: Any) -> "StreamableParser":
+        # recover=True: the parser of harmony_np.recover, which never raises on valid token ids
+        if recover and cls is StreamableParser:
+            from .recover import RecoveringStreamableParser
+
+            cls = RecoveringStreamableParser
+        return object.__new__(cls)
+
+    def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = False) -> None:
         # the oracle's order: role.value in Python, then pyo3 checks strict, then the role name
         rv = None if role is None else str(role.value)
         if not hasattr(encoding, "_vocab"):
@@ -226,14 +234,42 @@ class StreamableParser:
                 k, err = first_bad_token(tokens, "token")
                 buf = array.array("I", [as_u32(x, "token") for x in tokens[:k]])
         if len(buf) < _BULK_MIN:
-            process = self.process
-            for tok in buf:
-                process(tok)
+            self._feed_small(buf)
         else:
             self._feed(buf)
         if err is not None:
             raise err
         return self
+
+    def _feed_small(self, buf: "array.array") -> None:
+        # a few tokens (speculative decoding hands over a handful): runs of content tokens that
+        # decode alone are taken in a tight loop, everything else goes through process()
+        strs = self._strs
+        if strs is None:
+            strs = self._strs = self._t.strs
+        n = len(buf)
+        i = 0
+        process = self.process
+        while i < n:
+            if self._state == _CONTENT and not self._pending:
+                parts = self._parts
+                j = i
+                while j < n:
+                    tok = buf[j]
+                    if tok >= N_ORDINARY:
+                        break
+                    s = strs[tok]
+                    if s is None:
+                        break
+                    parts.append(s)
+                    j += 1
+                if j > i:
+                    self._tokens += buf[i:j]
+                    self._last = strs[buf[j - 1]]
+                    i = j
+                    continue
+            process(buf[i])
+            i += 1
 
     def _feed(self, buf: "array.array") -> None:
         from .kernels import stream_positions

@@ -1,0 +1,817 @@
+"""Recovery parsing: messages from completions that break the Harmony format.
+
+openai_harmony raises ``HarmonyError`` on the first formatting error of a completion. The
+functions here never raise on a sequence of valid token ids: they return every message that can
+be read, the token range of each, the ranges that belong to no message, and a diagnostic for
+every repair. The rules are in ``docs/recovery.md``; in short:
+
+1. The strict reading comes first. A completion the strict parser accepts gives exactly its
+   messages and no diagnostics. Otherwise the messages before the strict parser's first error are
+   kept as it parsed them, and from the start of the failing message on the completion is read in
+   *recovery mode*.
+2. Recovery mode reads message by message. A message begins at ``<|start|>`` or, when something
+   else stands where ``<|start|>`` was expected, at that token (``missing_start``). Its header
+   runs to the first ``<|message|>``, stop token (``<|end|>``, ``<|return|>``, ``<|call|>``) or
+   ``<|start|>``, whichever comes first.
+3. A header closed by ``<|message|>`` is parsed strictly if it can be, and repaired if not
+   (``header_decode``, ``empty_channel``, ``missing_role``, ``unknown_role``, ``header_junk``);
+   the content runs to the next stop token or the end, as in strict parsing.
+4. A header region closed otherwise holds no ``<|message|>``. Its text is split into the
+   header fields it starts with (role word, ``<|channel|>X``, ``to=X``, ``<|constrain|>X``) and
+   the rest, which is the content (``missing_message``; ``missing_header`` when it starts with no
+   header field at all, and the role is the given one or assistant). If that content is blank the
+   region is a message only when a stop token closes it after some header field (an empty
+   message); otherwise its tokens are unparsed: ``stray_tokens`` (no ``<|start|>``),
+   ``duplicate_start`` (cut by another ``<|start|>``), ``eos_in_header`` (cut by the end of the
+   stream) or ``empty_message`` (``<|start|>`` then a stop token).
+
+Message spans and unparsed ranges tile ``[0, len(tokens))``: a message's span runs from its
+``<|start|>`` (or first token) through its stop token; a region cut by ``<|start|>`` ends before it.
+
+Only the slow path is Python over the positions of the special tokens; a well-formed completion
+costs one strict scan (:mod:`harmony_np.parse`'s scanner and header cache) plus its span table.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import operator
+import re
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from .errors import HarmonyError
+from .model import Author, Message, Role, StreamState, TextContent
+from .parse import (
+    _ASCII_WS,
+    _CHANNEL_END,
+    _CHANNEL_MARK,
+    _CONSTRAIN_MARK,
+    _ROLES,
+    ERR_DECODE_HEADER,
+    GATHER_MIN,
+    SCAN_KERNEL_MIN,
+    ST_EOS_HEADER,
+    ST_OK,
+    ST_UNEXPECTED,
+    STOP_TOKENS,
+    WHITE_SPACE,
+    Tables,
+    _gather,
+    build_messages,
+    parse_header_string,
+    remaining_error,
+    scan_py,
+    tables,
+    unexpected_token_error,
+)
+from .stream import _CONTENT, _EXPECT_START, _HEADER, _STATES, StreamableParser
+from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
+
+__all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "RecoveringStreamableParser", "KINDS"]
+
+# Every diagnostic kind, with what it means (docs/recovery.md has the long form).
+KINDS = {
+    # the message is kept
+    "missing_start": "a message began without <|start|>: the token where <|start|> was expected",
+    "missing_header": "text with no header before its stop token: read as the content of a message of the given role, else assistant",
+    "missing_message": "a header with no <|message|>: its leading header fields are the header, the rest is the content",
+    "missing_end": "a message cut by <|start|> before its stop token",
+    "header_decode": "header bytes that are not valid UTF-8 (read with U+FFFD)",
+    "empty_channel": "<|channel|> with no value",
+    "missing_role": "a header with no role: assistant assumed",
+    "unknown_role": "a header whose one word is no role",
+    "header_junk": "leftover header words: the channel when there is none, else dropped",
+    # the tokens are unparsed (the reason of the unparsed range)
+    "stray_tokens": "tokens between messages that hold no text (no <|start|>, blank)",
+    "duplicate_start": "a header abandoned at a second <|start|>",
+    "eos_in_header": "the stream ended inside a header",
+    "empty_message": "<|start|> followed by a stop token, with no header",
+}
+
+_WS_SET = frozenset(WHITE_SPACE)
+_CLOSERS = frozenset((MESSAGE, START)) | STOP_TOKENS
+_NO_STOP = -1  # closer of a region that the end of the stream cuts
+
+_STOP_NAMES = {200007: "<|end|>", 200002: "<|return|>", 200012: "<|call|>"}
+
+
+class Diagnostic(NamedTuple):
+    """What was wrong (``kind``, one of :data:`KINDS`) over tokens ``[start, stop)``."""
+
+    kind: str
+    start: int
+    stop: int
+    detail: str
+
+
+class RecoveryResult:
+    """Messages of a completion read by the recovery rules.
+
+    ``spans[i]`` is the ``[start, stop)`` token range of ``messages[i]``; ``unparsed`` holds the
+    ``(start, stop, reason)`` ranges that belong to no message. Together they tile
+    ``[0, len(tokens))`` in order. ``diagnostics`` lists every repair and every unparsed range.
+    """
+
+    __slots__ = ("messages", "spans", "unparsed", "diagnostics")
+
+    def __init__(self, messages: List[Message], spans: np.ndarray, unparsed: list, diagnostics: list) -> None:
+        self.messages = messages
+        self.spans = spans
+        self.unparsed = unparsed
+        self.diagnostics = diagnostics
+
+    @property
+    def ok(self) -> bool:
+        """True when the completion was well formed (the strict parse, nothing repaired)."""
+        return not self.diagnostics and not self.unparsed
+
+    def __repr__(self) -> str:
+        return (
+            f"RecoveryResult(messages={self.messages!r}, spans={self.spans.tolist()!r}, "
+            f"unparsed={self.unparsed!r}, diagnostics={self.diagnostics!r})"
+        )
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def _bad_id(i: int, v: Any) -> ValueError:
+    return ValueError(f"token id {v} at position {i} is outside the vocabulary (0..{N_VOCAB - 1})")
+
+
+def token_ids(tokens: Any):
+    """``(array('I'), list or None)`` of ``tokens``; any id outside the vocabulary is refused
+    with a ``ValueError`` naming it (a non-integer item with a ``TypeError``)."""
+    if isinstance(tokens, np.ndarray):
+        if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+            raise TypeError(f"tokens must be a 1-D integer array, not {tokens.dtype} with shape {tokens.shape}")
+        if tokens.size:
+            bad = (tokens >= N_VOCAB) if tokens.dtype.kind == "u" else ((tokens < 0) | (tokens >= N_VOCAB))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise _bad_id(i, int(tokens[i]))
+        return array.array("I", np.ascontiguousarray(tokens, dtype=np.uint32).tobytes()), None
+    if tokens.__class__ is not list:
+        if isinstance(tokens, array.array) and tokens.typecode == "I":
+            tokens = tokens.tolist()
+        else:
+            tokens = list(tokens)
+    try:
+        buf = array.array("I", tokens)
+    except (TypeError, OverflowError, ValueError):
+        buf = None
+    if buf is None or (tokens and max(tokens) >= N_VOCAB):
+        for i, x in enumerate(tokens):
+            try:
+                v = operator.index(x)
+            except TypeError:
+                raise TypeError(f"token at position {i} is not an integer: {x!r}") from None
+            if not 0 <= v < N_VOCAB:
+                raise _bad_id(i, v)
+        buf = array.array("I", [operator.index(x) for x in tokens])
+        tokens = buf.tolist()
+    return buf, tokens
+
+
+def as_role(role: Any) -> Optional[Role]:
+    if role is None:
+        return None
+    if role.__class__ is Role:
+        return role
+    v = str(getattr(role, "value", role))
+    r = _ROLES.get(v)
+    if r is None:
+        raise ValueError(f"unknown role: {v}")
+    return r
+
+
+# -- messages -------------------------------------------------------------------------------
+
+_new = object.__new__
+
+
+def _message(role, name, channel, recipient, content_type, text) -> Message:
+    a = _new(Author)
+    a.role = role
+    a.name = name
+    c = _new(TextContent)
+    c.text = text
+    return Message._make(a, [c], channel, recipient, content_type)
+
+
+# -- header repair --------------------------------------------------------------------------
+
+_NEXT_WORD = re.compile("[" + re.escape(WHITE_SPACE) + "]+([^" + re.escape(WHITE_SPACE) + "<]+)")
+_TOOL_NAME = re.compile(r"[A-Za-z_][\w\-]*(\.[\w\-]+)+\Z")
+_ROLE_LOWER = {r.value: r for r in Role}
+
+
+def lenient_header(t: Tables, ids: "array.array", role: Optional[Role]):
+    """``((role, name, channel, recipient, content_type), ((kind, detail), ...))`` of header
+    tokens ``ids``: the strict reading when there is one (no diagnostics), else the repaired one.
+    Cached by the header's tokens, like the strict headers."""
+    cache = t.__dict__.get("_recover_headers")
+    if cache is None:
+        cache = t.__dict__["_recover_headers"] = {}
+    key = (role, ids.tobytes())
+    hit = cache.get(key)
+    if hit is None:
+        hit = _lenient_header(t, ids, role)
+        if len(cache) >= 65536:
+            cache.clear()
+        cache[key] = hit
+    return hit
+
+
+def _lenient_header(t: Tables, ids, role: Optional[Role]):
+    data = t.decode_bytes(ids.tolist())
+    diags: list = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+        diags.append(("header_decode", f"the oracle: {ERR_DECODE_HEADER}; invalid UTF-8 in the header read as U+FFFD"))
+        err = ERR_DECODE_HEADER
+    try:
+        r, name, channel, recipient, ctype, remaining = parse_header_string(text, role, True)
+    except HarmonyError as exc:
+        err = str(exc)
+    else:
+        if remaining is None:
+            return (r, name, channel, recipient, ctype), tuple(diags)
+        err = str(remaining_error(remaining))
+    return _repair_header(text, role, err, diags)
+
+
+def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
+    """The header fields of ``text`` that the strict rules refused (``err``), repaired."""
+    why = f" (the oracle: {err})"
+    channel = None
+    header = text
+    idx = header.find(_CHANNEL_MARK)
+    if idx >= 0:
+        after = header[idx + len(_CHANNEL_MARK) :]
+        m = _CHANNEL_END.search(after)
+        end = m.start() if m is not None else len(after)
+        if end > 0:
+            channel = after[:end]
+            header = header[:idx] + after[end:]
+        else:
+            w = _NEXT_WORD.match(after)
+            if w is not None and not w.group(1).startswith("to="):
+                channel = w.group(1)
+                header = header[:idx] + " " + after[w.end() :]
+                diags.append(("empty_channel", f"no value right after <|channel|>; the next word {channel!r} is read as the channel{why}"))
+            else:
+                header = header[:idx] + " " + after
+                diags.append(("empty_channel", f"<|channel|> has no value; the channel is left unset{why}"))
+    header = header.strip(WHITE_SPACE)
+    if _CONSTRAIN_MARK in header:
+        header = header.replace(_CONSTRAIN_MARK, " " + _CONSTRAIN_MARK).strip(WHITE_SPACE)
+    parts = [p for p in _ASCII_WS.split(header) if p]
+
+    name = None
+    if role is None:
+        if not parts:
+            role = Role.ASSISTANT
+            diags.append(("missing_role", f"the header names no role; assistant assumed{why}"))
+        else:
+            first = parts[0]
+            r = _ROLES.get(first)
+            if r is not None:
+                role = r
+            elif len(parts) > 1 or first.startswith("to="):
+                role = Role.TOOL  # the strict rule: an unknown first word of several is a tool's name
+                name = first
+                del parts[0]
+            else:
+                del parts[0]
+                r = _ROLE_LOWER.get(first.lower())
+                if r is not None:
+                    role = r
+                    diags.append(("unknown_role", f"{first!r} read as the role {r.value!r}{why}"))
+                elif _TOOL_NAME.match(first):
+                    role = Role.TOOL
+                    name = first
+                    diags.append(("unknown_role", f"{first!r} read as the name of a tool{why}"))
+                elif channel is None:
+                    role = Role.ASSISTANT
+                    channel = first
+                    diags.append(("unknown_role", f"{first!r} read as the channel of an assistant message{why}"))
+                else:
+                    role = Role.ASSISTANT
+                    diags.append(("unknown_role", f"{first!r} dropped; assistant assumed{why}"))
+    if parts and parts[0] == role.value:
+        del parts[0]
+
+    recipient = ctype = None
+    junk: list = []
+    if len(parts) <= 2:
+        # the strict rule (never leaves anything over for two parts or fewer)
+        if parts:
+            count = len(parts)
+            last = parts.pop()
+            if last.startswith("to="):
+                recipient = last[3:]
+            elif count == 1:
+                recipient = last
+            else:
+                ctype = last
+                raw = parts.pop()
+                recipient = raw[3:] if raw.startswith("to=") else raw
+        junk = parts
+    else:
+        # more words than role, recipient and content type: the last "to=" word is the
+        # recipient, the last "<|constrain|>" word (or the one word after the recipient) the
+        # content type, and the rest is junk
+        ti = ci = -1
+        for i, p in enumerate(parts):
+            if p.startswith("to="):
+                ti = i
+            elif p.startswith(_CONSTRAIN_MARK):
+                ci = i
+        used = set()
+        if ti >= 0:
+            recipient = parts[ti][3:]
+            used.add(ti)
+        if ci >= 0:
+            ctype = parts[ci]
+            used.add(ci)
+        elif ti >= 0 and ti == len(parts) - 2:
+            ctype = parts[-1]
+            used.add(len(parts) - 1)
+        junk = [p for i, p in enumerate(parts) if i not in used]
+    if junk:
+        words = " ".join(junk)
+        if channel is None:
+            channel = words
+            diags.append(("header_junk", f"leftover header text {words!r} kept as the channel{why}"))
+        else:
+            diags.append(("header_junk", f"leftover header text {words!r} dropped{why}"))
+    return (role, name, channel, recipient, ctype), tuple(diags)
+
+
+# -- regions without <|message|> --------------------------------------------------------------
+
+_ROLE_WORD = re.compile("(system|developer|user|assistant|tool)(?=[" + re.escape(WHITE_SPACE) + "<]|\\Z)")
+_ITEM_MARKS = (_CHANNEL_MARK, "to=", _CONSTRAIN_MARK)
+
+
+def _skip_ws(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and text[i] in _WS_SET:
+        i += 1
+    return i
+
+
+def _value_end(text: str, i: int) -> int:
+    """End of a header value starting at ``i``: the next white space or ``<``."""
+    n = len(text)
+    while i < n and text[i] not in _WS_SET and text[i] != "<":
+        i += 1
+    return i
+
+
+def split_region(text: str, role: Optional[Role], has_start: bool):
+    """Header fields and content of a header region that has no ``<|message|>``.
+
+    Returns ``(role, channel, recipient, content_type, content, found, diags)``: ``found`` says
+    whether any header field was read. The leading fields are read in any order, each once: a
+    role word (after ``<|start|>``: any role word; otherwise only one followed by another field or
+    by nothing), ``<|channel|>X``, ``to=X``, ``<|constrain|>X``.
+    """
+    diags: list = []
+    i = _skip_ws(text, 0)
+    found = False
+    if role is not None:
+        # the role was given: the header may repeat it
+        rv = role.value
+        if text.startswith(rv, i) and _ROLE_WORD.match(text, i):
+            i += len(rv)
+            found = True
+        mrole = role
+    else:
+        mrole = Role.ASSISTANT
+        m = _ROLE_WORD.match(text, i)
+        if m is not None:
+            j = _skip_ws(text, m.end())
+            if has_start or j == len(text) or text.startswith(_ITEM_MARKS, j):
+                mrole = _ROLES[m.group(1)]
+                i = m.end()
+                found = True
+    channel = recipient = ctype = None
+    seen_channel = False
+    while True:
+        j = _skip_ws(text, i)
+        if not seen_channel and text.startswith(_CHANNEL_MARK, j):
+            a = j + len(_CHANNEL_MARK)
+            e = _value_end(text, a)
+            seen_channel = True
+            if e > a:
+                channel = text[a:e]
+            else:
+                diags.append(("empty_channel", "<|channel|> has no value; the channel is left unset"))
+        elif recipient is None and text.startswith("to=", j) and _value_end(text, j + 3) > j + 3:
+            a = j + 3
+            e = _value_end(text, a)
+            recipient = text[a:e]
+        elif ctype is None and text.startswith(_CONSTRAIN_MARK, j):
+            e = _value_end(text, j + len(_CONSTRAIN_MARK))
+            ctype = text[j:e]
+        else:
+            break
+        i = e
+        found = True
+    # the content: the text as written when no header field was read, else what follows them
+    content = text[i:].lstrip(WHITE_SPACE) if found else text
+    return mrole, channel, recipient, ctype, content, found, diags
+
+
+def _closer_name(closer: int) -> str:
+    if closer == START:
+        return "<|start|>"
+    if closer == _NO_STOP:
+        return "the end of the stream"
+    return _STOP_NAMES[closer]
+
+
+def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, hs, h, end, first_tok, out) -> None:
+    """Append the reading of the header region ``ids`` (tokens ``hs:h``, closed by ``closer``: a
+    stop token, ``<|start|>`` or ``_NO_STOP``) to ``out`` = (messages, spans, unparsed,
+    diagnostics); the region's tokens with its ``<|start|>`` and stop token are ``mstart:end``."""
+    msgs, rows, unparsed, diags = out
+    if end == mstart:
+        # nothing to account for: only the header announced by a given role, cut at once
+        if closer == START:
+            diags.append(Diagnostic("duplicate_start", mstart, end, "the completion starts with <|start|> although a role was given: the role is unused"))
+        return
+    headed = has_start or role is not None
+    text = t.decode_bytes(ids.tolist()).decode("utf-8", "replace") if len(ids) else ""
+    mrole, channel, recipient, ctype, content, found, hdiags = split_region(text, role, has_start)
+    cname = _closer_name(closer)
+    if content.strip(WHITE_SPACE) or (found and closer in STOP_TOKENS):
+        if not headed:
+            diags.append(_missing_start(mstart, first_tok))
+        if found:
+            diags.append(Diagnostic("missing_message", mstart, end, f"no <|message|> before {cname}: the header fields it starts with are the header, the rest is the content"))
+        else:
+            diags.append(Diagnostic("missing_header", mstart, end, f"no header before {cname}: the text is the content of a{'n' if mrole.value[0] in 'aeiou' else ''} {mrole.value} message"))
+        for kind, detail in hdiags:
+            diags.append(Diagnostic(kind, hs, h, detail))
+        if closer == START:
+            diags.append(Diagnostic("missing_end", mstart, end, "no stop token before the next <|start|>: the message ends there"))
+        msgs.append(_message(mrole, None, channel, recipient, ctype, content))
+        rows.append((mstart, end))
+        return
+    if not headed:
+        kind = "stray_tokens"
+        detail = f"tokens with no text between messages, up to {cname} (the oracle: {unexpected_token_error(first_tok)})"
+    elif closer == START:
+        kind = "duplicate_start"
+        detail = "a header abandoned at another <|start|>"
+    elif closer == _NO_STOP:
+        kind = "eos_in_header"
+        detail = "the stream ended inside this header (the oracle: Unexpected EOS while waiting for message header to complete)"
+    else:
+        kind = "empty_message"
+        detail = f"<|start|> then {cname} with no header and no text"
+    unparsed.append((mstart, end, kind))
+    diags.append(Diagnostic(kind, mstart, end, detail))
+
+
+def _missing_start(mstart: int, first_tok: int) -> Diagnostic:
+    return Diagnostic("missing_start", mstart, mstart + 1, f"token {first_tok} where <|start|> was expected (the oracle: {unexpected_token_error(first_tok)})")
+
+
+# -- batch ------------------------------------------------------------------------------------
+
+
+def _content(t: Tables, buf, src, arr, cs: int, ce: int) -> str:
+    if ce - cs < GATHER_MIN:
+        return t.decode_bytes(src[cs:ce]).decode("utf-8", "replace")
+    if arr is None:
+        arr = np.frombuffer(buf, dtype=np.uint32)
+    return _gather(t, arr, cs, ce).decode("utf-8", "replace")
+
+
+def _recover_from(t: Tables, buf, src, arr, sp: list, b: int, role_first: Optional[Role], out) -> None:
+    """Recovery mode from token ``b`` (a message boundary) to the end: see the module doc."""
+    msgs, rows, unparsed, diags = out
+    n = len(src)
+    nsp = len(sp)
+    k = bisect.bisect_left(sp, b)
+    pos = b
+    first = role_first
+    closers = _CLOSERS
+    stops = STOP_TOKENS
+    while pos < n or first is not None:
+        mstart = pos
+        if first is not None:
+            r = first
+            first = None
+            hs = pos
+            has_start = False
+            headed = True
+        elif src[pos] == START:
+            r = None
+            hs = pos + 1
+            has_start = headed = True
+        else:
+            r = None
+            hs = pos
+            has_start = headed = False
+        while k < nsp and sp[k] < hs:
+            k += 1
+        while k < nsp and src[sp[k]] not in closers:
+            k += 1
+        h = sp[k] if k < nsp else n
+        closer = src[h] if h < n else _NO_STOP
+        if closer == MESSAGE:
+            header, hd = lenient_header(t, buf[hs:h], r)
+            k += 1
+            while k < nsp and src[sp[k]] not in stops:
+                k += 1
+            ce = sp[k] if k < nsp else n
+            end = ce + 1 if ce < n else n
+            if not headed:
+                diags.append(_missing_start(mstart, src[mstart]))
+            for kind, detail in hd:
+                diags.append(Diagnostic(kind, hs, h, detail))
+            role, name, channel, recipient, ctype = header
+            msgs.append(_message(role, name, channel, recipient, ctype, _content(t, buf, src, arr, h + 1, ce)))
+            rows.append((mstart, end))
+            pos = end
+        else:
+            end = h + 1 if closer in stops else h
+            emit_region(t, buf[hs:h], r, has_start, closer, mstart, hs, h, end, src[mstart] if mstart < n else -1, out)
+            pos = end
+
+
+def _spans(rows: list) -> np.ndarray:
+    if not rows:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.array(rows, dtype=np.int64)
+
+
+def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
+    """Messages of ``tokens`` by the recovery rules (module doc); never raises on valid ids.
+
+    ``tokens``: a list or other iterable of ints, or a 1-D integer array (``uint32`` is the
+    cheapest); ``role``: the role of the first message when the completion starts after it.
+    """
+    buf, src = token_ids(tokens)
+    r = as_role(role)
+    t = tables(enc)
+    n = len(buf)
+    arr = None
+    sp = None
+    if n < SCAN_KERNEL_MIN:
+        if src is None:
+            src = buf.tolist()
+        sp = [i for i, x in enumerate(src) if x >= N_ORDINARY]
+        recs, status, pos = scan_py(src, sp, r is not None, True)
+    else:
+        from .kernels import scan_completion
+
+        arr = np.frombuffer(buf, dtype=np.uint32)
+        recs, status, pos = scan_completion(arr, r is not None, True)
+    if status == ST_OK:
+        try:
+            msgs = build_messages(t, buf, src, arr, recs, ST_OK, 0, r)
+        except HarmonyError:
+            pass
+        else:
+            return RecoveryResult(msgs, _spans([(hs - 1 if hs else 0, ce + 1 if term >= 0 else n) for _, hs, _, _, ce, _, term in recs]), [], [])
+    # the strict reading up to its first error
+    good = 0
+    for rec in recs:
+        hs, he = rec[1], rec[2]
+        try:
+            t.header(buf[hs:he].tobytes(), buf[hs:he], r if hs == 0 else None)
+        except HarmonyError:
+            break
+        good += 1
+    if good < len(recs):
+        hs = recs[good][1]
+        b = hs - 1 if hs else 0
+    elif status == ST_UNEXPECTED:
+        b = pos
+    else:  # ST_EOS_HEADER
+        b = (recs[-1][4] + 1) if recs else 0
+    recs = recs[:good]
+    msgs = build_messages(t, buf, src, arr, recs, ST_OK, 0, r) if recs else []
+    rows = [(hs - 1 if hs else 0, ce + 1) for _, hs, _, _, ce, _, _ in recs]
+    if src is None:
+        src = buf.tolist()
+    if sp is None:
+        sp = (np.flatnonzero(arr[b:] >= N_ORDINARY) + b).tolist()
+    out = (msgs, rows, [], [])
+    _recover_from(t, buf, src, arr, sp, b, r if (b == 0 and r is not None) else None, out)
+    return RecoveryResult(msgs, _spans(rows), out[2], out[3])
+
+
+# -- streaming --------------------------------------------------------------------------------
+
+_RHEADER = 3  # recovery mode: in a header region (closed by <|message|>, a stop token or <|start|>)
+
+
+class RecoveringStreamableParser(StreamableParser):
+    """``StreamableParser(encoding, role, recover=True)``: never raises on valid ids.
+
+    Strict (the plain parser's steps, its content fast path included) until the first error;
+    then recovery mode from the start of the failing message, whose tokens are read again. After
+    :meth:`process_eos`, ``messages``, ``spans``, ``unparsed`` and ``diagnostics`` equal
+    :func:`recover_completion` of the same tokens.
+    """
+
+    __slots__ = ("_recovering", "_role0", "_mstart", "_hs", "_rrole", "_has_start", "_stop_at", "_rows", "_unparsed", "_diags")
+
+    def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = True) -> None:
+        super().__init__(encoding, role, strict=strict)
+        if not self._strict:
+            raise ValueError("recover=True reads strictly first and cannot be combined with strict=False")
+        self._recovering = False
+        self._role0 = self._next_role
+        self._mstart = 0
+        self._hs = 0
+        self._rrole = None
+        self._has_start = False
+        self._stop_at = 0
+        self._rows: list = []
+        self._unparsed: list = []
+        self._diags: list = []
+
+    # -- feeding ----------------------------------------------------------------------------
+    def process(self, token: int) -> "RecoveringStreamableParser":
+        """Consume one token (an id outside the vocabulary raises ``ValueError``)."""
+        if token.__class__ is not int or not 0 <= token < N_VOCAB:
+            v = operator.index(token)
+            if not 0 <= v < N_VOCAB:
+                raise _bad_id(len(self._tokens), v)
+            token = v
+        return StreamableParser.process(self, token)
+
+    def process_tokens(self, tokens) -> "RecoveringStreamableParser":
+        """Consume many tokens (all are checked first: an id outside the vocabulary raises
+        ``ValueError`` and nothing is consumed)."""
+        buf, _ = token_ids(tokens)
+        return StreamableParser.process_tokens(self, buf)
+
+    def _step(self, token: int) -> None:
+        pos = len(self._tokens) - 1
+        if self._recovering:
+            self._rstep(token, pos)
+            return
+        st = self._state
+        if st == _CONTENT:
+            if token in STOP_TOKENS:
+                self._stop_at = pos + 1
+            StreamableParser._step(self, token)
+        elif st == _EXPECT_START:
+            if token == START:
+                self._mstart = pos
+                StreamableParser._step(self, token)
+            else:
+                self._enter_recovery(pos, pos)
+        elif token == MESSAGE:
+            try:
+                StreamableParser._step(self, token)
+            except HarmonyError:
+                self._enter_recovery(self._mstart, pos)
+        else:
+            StreamableParser._step(self, token)
+
+    def _enter_recovery(self, b: int, upto: int) -> None:
+        """Recovery mode from message boundary ``b``; read tokens ``b..upto`` again."""
+        self._recovering = True
+        self._header_tokens = None
+        self._header = None
+        if b == 0 and self._role0 is not None:
+            self._mstart = 0
+            self._begin(0, self._role0, False)
+        else:
+            self._state = _EXPECT_START
+            self._next_role = None
+        toks = self._tokens
+        for p in range(b, upto + 1):
+            self._rstep(toks[p], p)
+
+    def _begin(self, hs: int, role: Optional[Role], has_start: bool) -> None:
+        self._state = _RHEADER
+        self._hs = hs
+        self._rrole = role
+        self._has_start = has_start
+
+    def _rstep(self, token: int, pos: int) -> None:
+        st = self._state
+        if st == _CONTENT:
+            if token in STOP_TOKENS:
+                self._stop_at = pos + 1
+            StreamableParser._step(self, token)
+        elif st == _EXPECT_START:
+            self._mstart = pos
+            if token == START:
+                self._begin(pos + 1, None, True)
+            else:
+                self._begin(pos, None, False)
+                self._region_token(token, pos)
+        else:
+            self._region_token(token, pos)
+
+    def _region_token(self, token: int, pos: int) -> None:
+        if token == MESSAGE:
+            hs = self._hs
+            header, hd = lenient_header(self._t, self._tokens[hs:pos], self._rrole)
+            if not (self._has_start or self._rrole is not None):
+                self._diags.append(_missing_start(self._mstart, self._tokens[self._mstart]))
+            for kind, detail in hd:
+                self._diags.append(Diagnostic(kind, hs, pos, detail))
+            self._header = header
+            self._next_role = None
+            self._state = _CONTENT
+            self._parts = []
+            self._ct = []
+            self._ct_n = 0
+        elif token in STOP_TOKENS:
+            self._close_region(pos, token, pos + 1)
+        elif token == START:
+            self._close_region(pos, token, pos)
+            self._rstep(token, pos)
+
+    def _close_region(self, h: int, closer: int, end: int) -> None:
+        ms = self._mstart
+        first_tok = self._tokens[ms] if ms < len(self._tokens) else -1
+        out = (self._messages, self._rows, self._unparsed, self._diags)
+        emit_region(self._t, self._tokens[self._hs : h], self._rrole, self._has_start, closer, ms, self._hs, h, end, first_tok, out)
+        self._state = _EXPECT_START
+        self._next_role = None
+        self._rrole = None
+
+    def _finish(self) -> None:
+        StreamableParser._finish(self)
+        self._rows.append((self._mstart, self._stop_at))
+
+    def process_eos(self) -> "RecoveringStreamableParser":
+        """Signal the end of the stream: completes (or gives up) the message in progress."""
+        n = len(self._tokens)
+        if not self._recovering:
+            st = self._state
+            if st == _CONTENT:
+                self._stop_at = n
+                self._finish()
+                return self
+            if st != _HEADER:
+                return self
+            self._enter_recovery(self._mstart, n - 1)
+        st = self._state
+        if st == _CONTENT:
+            self._stop_at = n
+            self._finish()
+        elif st == _RHEADER:
+            self._close_region(n, _NO_STOP, n)
+        return self
+
+    # -- observation ----------------------------------------------------------------------------
+    @property
+    def state(self) -> StreamState:
+        return StreamState.HEADER if self._state == _RHEADER else _STATES[self._state]
+
+    @property
+    def state_data(self):
+        if self._state == _RHEADER:
+            return {"state": "Header", "header_tokens": self._tokens[self._hs :].tolist()}
+        return StreamableParser.state_data.fget(self)
+
+    @property
+    def current_role(self) -> Optional[Role]:
+        if self._state == _RHEADER:
+            return self._rrole
+        return StreamableParser.current_role.fget(self)
+
+    @property
+    def recovering(self) -> bool:
+        """Whether an error was met (the parser is in recovery mode)."""
+        return self._recovering
+
+    @property
+    def diagnostics(self) -> List[Diagnostic]:
+        """Diagnostics so far (those of a message in progress included)."""
+        return list(self._diags)
+
+    @property
+    def spans(self) -> np.ndarray:
+        """``[start, stop)`` of each completed message."""
+        return _spans(self._rows)
+
+    @property
+    def unparsed(self) -> List[Tuple[int, int, str]]:
+        """Ranges so far that belong to no message."""
+        return list(self._unparsed)
+
+    @property
+    def result(self) -> RecoveryResult:
+        """What :func:`recover_completion` returns for the tokens so far, once EOS is processed."""
+        return RecoveryResult(self.messages, self.spans, self.unparsed, self.diagnostics)

@@ -307,12 +307,18 @@ def test_differential_every_token(oracle, oenc, hnp, enc, completion_strategy):
 # -- process_tokens ---------------------------------------------------------------------------------
 
 
-def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypatch):
+@pytest.mark.parametrize("bulk_min", [24, None])
+def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypatch, bulk_min):
     from harmony_np import stream
 
     bulk_calls = []
+    small_calls = []
     real_feed = stream.StreamableParser._feed
+    real_small = stream.StreamableParser._feed_small
     monkeypatch.setattr(stream.StreamableParser, "_feed", lambda self, buf: (bulk_calls.append(len(buf)), real_feed(self, buf)))
+    monkeypatch.setattr(stream.StreamableParser, "_feed_small", lambda self, buf: (small_calls.append(len(buf)), real_small(self, buf)))
+    if bulk_min is not None:  # the kernel path on shorter chunks too, so that it is exercised
+        monkeypatch.setattr(stream, "_BULK_MIN", bulk_min)
 
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
     @given(completion_strategy, st.lists(st.integers(1, 60), max_size=4), st.booleans())
@@ -337,7 +343,10 @@ def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypat
                 break
 
     inner()
-    assert len(bulk_calls) > 50
+    if bulk_min is not None:
+        assert len(bulk_calls) > 50
+    else:
+        assert len(small_calls) > 50
 
 
 def test_process_tokens_against_oracle(oracle, oenc, hnp, enc, E):

@@ -147,12 +147,17 @@ def scenario_calls(h, inp: dict) -> Dict[str, Callable[[], object]]:
     if hasattr(parser_cls, "process_tokens"):
         large_tokens = inp["large_tokens"]
 
-        def chunked():
-            p = parser_cls(enc, None)
-            for i in range(0, len(large_tokens), 16):
-                p.process_tokens(large_tokens[i : i + 16])
+        def chunked(size):
+            def run():
+                p = parser_cls(enc, None)
+                for i in range(0, len(large_tokens), size):
+                    p.process_tokens(large_tokens[i : i + size])
 
-        calls["stream_large_chunked16"] = chunked
+            return run
+
+        # speculative decoding hands over a few tokens at a time; a replay hands over many
+        calls["stream_large_chunked16"] = chunked(16)
+        calls["stream_large_chunked256"] = chunked(256)
     return calls
 
 
@@ -218,10 +223,15 @@ def completions(h, n: int, seed: int = 0) -> List[List[int]]:
 
 
 def time_batch(h, n: int) -> Dict[str, float]:
-    """Seconds for the batch cases: a loop of single calls, and (harmony_np) the batch API."""
+    """Seconds for the batch cases: the batch API where the module has one, else a loop of
+    single calls (the batch user's only option with openai_harmony)."""
     enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
     out: Dict[str, float] = {}
     convs = batch_inputs(h, n)
+    if hasattr(enc, "render_batch"):  # first calls load the kernels: not what is measured
+        enc.render_batch(batch_inputs(h, 2, seed=-1))
+        enc.parse_batch(completions(h, 2, seed=-1)).to_messages()
+    gc.collect()
     t0 = time.perf_counter()
     if hasattr(enc, "render_batch"):
         enc.render_batch(convs)
@@ -230,13 +240,59 @@ def time_batch(h, n: int) -> Dict[str, float]:
             enc.render_conversation_for_completion(c, h.Role.ASSISTANT)
     out["render_batch"] = time.perf_counter() - t0
     comps = completions(h, n)
+    gc.collect()
     t0 = time.perf_counter()
     if hasattr(enc, "parse_batch"):
         enc.parse_batch(comps).to_messages()
     else:
         for c in comps:
             enc.parse_messages_from_completion_tokens(c, None)
-    out["parse_batch"] = time.perf_counter() - t0
+    out["parse_batch_to_messages"] = time.perf_counter() - t0
+    if hasattr(enc, "parse_batch"):
+        import numpy as np
+
+        flat = np.fromiter((t for c in comps for t in c), dtype=np.uint32)
+        offsets = np.zeros(len(comps) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in comps], out=offsets[1:])
+        enc.parse_batch(flat[: offsets[2]], offsets=offsets[:3])
+        t0 = time.perf_counter()
+        enc.parse_batch(flat, offsets=offsets)
+        out["parse_batch_columnar_flat"] = time.perf_counter() - t0
+        out["parse_batch_columnar_tokens_per_s"] = flat.shape[0] / out["parse_batch_columnar_flat"]
+        gc.collect()
+        t0 = time.perf_counter()
+        enc.parse_batch(flat, offsets=offsets).to_messages()
+        out["parse_batch_flat_to_messages"] = time.perf_counter() - t0
+        # peak memory (tracemalloc sees NumPy's buffers too) against the input's size
+        import tracemalloc
+
+        gc.collect()
+        tracemalloc.start()
+        table = enc.parse_batch(comps)
+        table.content_texts()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del table
+        out["parse_batch_peak_mib"] = peak / 2**20
+        out["parse_batch_input_uint32_mib"] = flat.nbytes / 2**20
+        # a quarter of the completions mutated, as malformed model output is common
+        import random
+
+        rng = random.Random(1)
+        mutated = [list(c) for c in comps]
+        for i in rng.sample(range(n), n // 4):
+            c = mutated[i]
+            for _ in range(2):
+                c.insert(rng.randrange(len(c)), rng.choice([200006, 200008, 200007, 200005, rng.randrange(199998)]))
+        t0 = time.perf_counter()
+        enc.parse_batch(mutated, errors="collect")
+        out["parse_batch_collect_quarter_mutated"] = time.perf_counter() - t0
+        from harmony_np import batch as np_batch
+
+        if "recover" in np_batch._ERRORS:
+            t0 = time.perf_counter()
+            enc.parse_batch(mutated, errors="recover")
+            out["parse_batch_recover_quarter_mutated"] = time.perf_counter() - t0
     return out
 
 
@@ -248,7 +304,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harmony_np.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--compare", default="openai_harmony", help="module to compare with ('' for none)")
     ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    ap.add_argument("--only", default="", help="run only scenarios whose name contains this ('batch': only the batch cases)")
     ap.add_argument("--batch", type=int, default=10_000, help="conversations/completions in the batch cases (0: skip)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = ap.parse_args(argv)
@@ -257,8 +313,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for mod in modules:
         h = importlib.import_module(mod)
-        results[mod] = {"warm": time_scenarios(h, a.iters, False, a.only), "cold": time_scenarios(h, a.iters, True, a.only)}
-        if a.batch and not a.only:
+        batch_only = a.only == "batch"
+        results[mod] = {
+            "warm": {} if batch_only else time_scenarios(h, a.iters, False, a.only),
+            "cold": {} if batch_only else time_scenarios(h, a.iters, True, a.only),
+        }
+        if a.batch and (not a.only or batch_only):
             results[mod]["batch"] = time_batch(h, a.batch)
     ours = results["harmony_np"]
     other = results.get(a.compare) if a.compare else None
@@ -272,11 +332,20 @@ def main(argv: Optional[List[str]] = None) -> int:
                 row["ratio_vs_harmony_go"] = round(GO_US[name] / us, 2)
             rows.append(row)
     if "batch" in ours:
-        for name, sec in ours["batch"].items():
-            row = {"scenario": f"{name}_{a.batch}", "kind": "batch", "harmony_np_s": round(sec, 4)}
-            if other and "batch" in other:
-                row[f"{a.compare}_loop_s"] = round(other["batch"][name], 4)
-                row["ratio_vs_" + a.compare] = round(other["batch"][name] / sec, 1)
+        go_large_tokens_per_s = len(build_inputs(importlib.import_module("harmony_np"))["large_tokens"]) * 1e6 / GO_US["parse_large_completion"]
+        for name, val in ours["batch"].items():
+            if name.endswith("_mib"):
+                rows.append({"scenario": f"{name}_{a.batch}", "kind": "memory", "MiB": round(val, 1)})
+                continue
+            if name.endswith("tokens_per_s"):
+                rows.append({"scenario": f"{name}_{a.batch}", "kind": "batch", "harmony_np_tokens_per_s": round(val),
+                             "ratio_vs_harmony_go_large_parse": round(val / go_large_tokens_per_s, 1)})
+                continue
+            row = {"scenario": f"{name}_{a.batch}", "kind": "batch", "harmony_np_s": round(val, 4)}
+            base = name if not name.startswith("parse_batch") else "parse_batch_to_messages"
+            if other and "batch" in other and base in other["batch"]:
+                row[f"{a.compare}_loop_s"] = round(other["batch"][base], 4)
+                row["ratio_vs_" + a.compare] = round(other["batch"][base] / val, 1)
             rows.append(row)
     if a.json:
         print(json.dumps({"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))

@@ -41,6 +41,7 @@ _MESSAGE = 200008
 _END = 200007
 _RETURN = 200002
 _CALL = 200012
+_N_ORDINARY = 199_998
 _N_VOCAB = 201_089
 
 # Record layout of scan_completion: kind, header start, header end, content start, content end,
@@ -133,7 +134,7 @@ def scan_completion(tokens: np.ndarray, role_given: bool, strict: bool):
     so unknown ids are safe here (they are flagged, never looked up).
     """
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
-    recs = np.empty((arr.shape[0] // 2 + 1, 7), dtype=np.int64)
+    recs = np.empty((int(np.count_nonzero(arr >= _N_ORDINARY)) + 1, 7), dtype=np.int64)
     m, status, pos = _scan_completion(arr, bool(role_given), bool(strict), recs)
     return [tuple(r) for r in recs[:m].tolist()], int(status), int(pos)
 
@@ -160,8 +161,9 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
     st = np.ascontiguousarray(starts, dtype=np.int64)
     nb = st.shape[0] - 1
-    # a completion of k tokens has at most k // 2 + 1 records
-    cap = arr.shape[0] // 2 + nb + 1
+    # every record holds a special token (its <|message|>, or the stop token that cut a header
+    # short), so their count bounds the records; far tighter than k // 2 per completion
+    cap = int(np.count_nonzero(arr >= _N_ORDINARY)) + 1
     recs = np.empty((cap, 7), dtype=np.int64)
     rec_starts = np.zeros(nb + 1, dtype=np.int64)
     status = np.zeros(nb, dtype=np.int64)
@@ -277,9 +279,7 @@ def span_hashes(tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarra
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off, char_off):
-    # char_off: UTF-8 lead bytes before each span (characters, when all is valid UTF-8);
-    # returns the bytes and whether every span starts on a lead byte
+def _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off):
     n = span_start.shape[0]
     sizes = np.empty(n, np.int64)
     for r in prange(n):
@@ -292,40 +292,21 @@ def _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off, char_o
     for r in range(n):
         byte_off[r + 1] = byte_off[r] + sizes[r]
     out = np.empty(byte_off[n], np.uint8)
-    leads = np.empty(n, np.int64)
-    aligned = np.ones(n, np.bool_)
     for r in prange(n):
         pos = byte_off[r]
-        lead = 0
         for j in range(span_start[r], span_stop[r]):
             t = tokens[j]
             for k in range(offsets[t], offsets[t + 1]):
-                c = flat[k]
-                out[pos] = c
+                out[pos] = flat[k]
                 pos += 1
-                if (c & 0xC0) != 0x80:
-                    lead += 1
-        leads[r] = lead
-        if sizes[r] > 0 and (out[byte_off[r]] & 0xC0) == 0x80:
-            aligned[r] = False
-    char_off[0] = 0
-    ok = True
-    for r in range(n):
-        char_off[r + 1] = char_off[r] + leads[r]
-        if not aligned[r]:
-            ok = False
-    return out, ok
+    return out
 
 
 def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarray):
-    """The bytes of many token spans back to back: ``(data, byte_off, char_off, aligned)``.
+    """The bytes of many token spans back to back, and their byte offsets (len n + 1).
 
-    ``byte_off`` (len n + 1) delimits each span's bytes; ``char_off`` counts UTF-8 lead bytes, so
-    when ``data`` is valid UTF-8 and ``aligned`` (no span starts inside a character), span i's
-    text is ``data.decode()[char_off[i]:char_off[i + 1]]``. Callers guarantee the spans are in
-    bounds and hold only ids below ``len(offsets) - 1``.
+    Callers guarantee the spans are in bounds and hold only ids below ``len(offsets) - 1``.
     """
     byte_off = np.empty(span_start.shape[0] + 1, dtype=np.int64)
-    char_off = np.empty(span_start.shape[0] + 1, dtype=np.int64)
-    data, aligned = _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off, char_off)
-    return data, byte_off, char_off, bool(aligned)
+    data = _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off)
+    return data, byte_off

@@ -296,6 +296,37 @@ def time_batch(h, n: int) -> Dict[str, float]:
     return out
 
 
+def profile_scenarios(iters: int, only: str = "", top: int = 8) -> int:
+    """cProfile of each harmony_np scenario, cold (fresh inputs), top functions by own time."""
+    import cProfile
+    import pstats
+
+    import harmony_np as h
+
+    per_iter = [scenario_calls(h, build_inputs(h, f" #p{i}")) for i in range(iters + 1)]
+    for name in per_iter[0]:
+        if only and only not in name:
+            continue
+        fns = [sc[name] for sc in per_iter]
+        fns[0]()
+        prof = cProfile.Profile()
+        prof.enable()
+        for fn in fns[1:]:
+            fn()
+        prof.disable()
+        stats = pstats.Stats(prof).stats
+        rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+        root = os.path.dirname(os.path.dirname(__file__)) + os.sep
+        print(f"## {name} (cold, per call, {iters} calls)")
+        print("| own µs | total µs | calls | function |")
+        print("|---:|---:|---:|---|")
+        for (file, line, func), (_, ncalls, own, total, _) in rows:
+            where = f"{file.replace(root, '')}:{line}({func})" if file != "~" else func
+            print(f"| {own / iters * 1e6:.2f} | {total / iters * 1e6:.2f} | {ncalls / iters:g} | `{where}` |")
+        print()
+    return 0
+
+
 def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
@@ -307,7 +338,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--only", default="", help="run only scenarios whose name contains this ('batch': only the batch cases)")
     ap.add_argument("--batch", type=int, default=10_000, help="conversations/completions in the batch cases (0: skip)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--profile", action="store_true", help="print where the time goes in each scenario (cProfile, harmony_np only)")
     a = ap.parse_args(argv)
+    if a.profile:
+        return profile_scenarios(a.iters, a.only)
     modules = ["harmony_np"] + ([a.compare] if a.compare else [])
     rows = []
     results: Dict[str, Dict[str, Dict[str, float]]] = {}

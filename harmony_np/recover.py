@@ -70,7 +70,7 @@ from .parse import (
 from .stream import _CONTENT, _EXPECT_START, _HEADER, _STATES, StreamableParser
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 
-__all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "RecoveringStreamableParser", "KINDS"]
+__all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "RecoveringStreamableParser", "KINDS", "explain"]
 
 # Every diagnostic kind, with what it means (docs/recovery.md has the long form).
 KINDS = {
@@ -115,13 +115,22 @@ class RecoveryResult:
     ``[0, len(tokens))`` in order. ``diagnostics`` lists every repair and every unparsed range.
     """
 
-    __slots__ = ("messages", "spans", "unparsed", "diagnostics")
+    __slots__ = ("messages", "_rows", "_spans", "unparsed", "diagnostics")
 
-    def __init__(self, messages: List[Message], spans: np.ndarray, unparsed: list, diagnostics: list) -> None:
+    def __init__(self, messages: List[Message], rows: list, unparsed: list, diagnostics: list) -> None:
         self.messages = messages
-        self.spans = spans
+        self._rows = rows  # (start, stop) per message; the array is made when first read
+        self._spans = None
         self.unparsed = unparsed
         self.diagnostics = diagnostics
+
+    @property
+    def spans(self) -> np.ndarray:
+        """int64 array of shape (len(messages), 2): the ``[start, stop)`` of each message."""
+        s = self._spans
+        if s is None:
+            s = self._spans = _spans(self._rows)
+        return s
 
     @property
     def ok(self) -> bool:
@@ -142,9 +151,10 @@ def _bad_id(i: int, v: Any) -> ValueError:
     return ValueError(f"token id {v} at position {i} is outside the vocabulary (0..{N_VOCAB - 1})")
 
 
-def token_ids(tokens: Any):
+def token_ids(tokens: Any, check: bool = True, offset: int = 0):
     """``(array('I'), list or None)`` of ``tokens``; any id outside the vocabulary is refused
-    with a ``ValueError`` naming it (a non-integer item with a ``TypeError``)."""
+    with a ``ValueError`` naming it (a non-integer item with a ``TypeError``). ``check=False``
+    leaves ids past the vocabulary (but within uint32) to the caller: see :func:`check_ids`."""
     if isinstance(tokens, np.ndarray):
         if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
             raise TypeError(f"tokens must be a 1-D integer array, not {tokens.dtype} with shape {tokens.shape}")
@@ -152,7 +162,7 @@ def token_ids(tokens: Any):
             bad = (tokens >= N_VOCAB) if tokens.dtype.kind == "u" else ((tokens < 0) | (tokens >= N_VOCAB))
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise _bad_id(i, int(tokens[i]))
+                raise _bad_id(offset + i, int(tokens[i]))
         return array.array("I", np.ascontiguousarray(tokens, dtype=np.uint32).tobytes()), None
     if tokens.__class__ is not list:
         if isinstance(tokens, array.array) and tokens.typecode == "I":
@@ -163,17 +173,25 @@ def token_ids(tokens: Any):
         buf = array.array("I", tokens)
     except (TypeError, OverflowError, ValueError):
         buf = None
-    if buf is None or (tokens and max(tokens) >= N_VOCAB):
+    if buf is None or (check and tokens and max(tokens) >= N_VOCAB):
         for i, x in enumerate(tokens):
             try:
                 v = operator.index(x)
             except TypeError:
                 raise TypeError(f"token at position {i} is not an integer: {x!r}") from None
             if not 0 <= v < N_VOCAB:
-                raise _bad_id(i, v)
+                raise _bad_id(offset + i, v)
         buf = array.array("I", [operator.index(x) for x in tokens])
         tokens = buf.tolist()
     return buf, tokens
+
+
+def check_ids(src: list, positions) -> None:
+    """Refuse the first id >= ``N_VOCAB`` among ``src[positions]`` (the positions of every id
+    >= ``N_ORDINARY``, so every id that can be out of the vocabulary)."""
+    for i in positions:
+        if src[i] >= N_VOCAB:
+            raise _bad_id(i, src[i])
 
 
 def as_role(role: Any) -> Optional[Role]:
@@ -368,11 +386,24 @@ def _skip_ws(text: str, i: int) -> int:
 
 
 def _value_end(text: str, i: int) -> int:
-    """End of a header value starting at ``i``: the next white space or ``<``."""
+    """End of a channel value starting at ``i``: the next white space or ``<`` (the strict rule),
+    or the end of a known channel name that the content follows unspaced (``finalThe``)."""
     n = len(text)
+    a = i
     while i < n and text[i] not in _WS_SET and text[i] != "<":
         i += 1
+    for name in _CHANNELS:
+        e = a + len(name)
+        if e < i and text.startswith(name, a) and not (text[e].islower() or text[e] in "_-."):
+            return e
     return i
+
+
+_CHANNELS = ("analysis", "commentary", "final")
+# a recipient or content type read from text with no <|message|>: a name, nothing glued to it
+_NAME = re.compile(r"[A-Za-z0-9_.\-/:+@]*")
+# the text of special tokens, which is not text the model wrote
+_SPECIAL_TEXT = re.compile(r"<\|(?:start|end|message|channel|constrain|return|call|endoftext|startoftext|reserved_\d+)\|>")
 
 
 def split_region(text: str, role: Optional[Role], has_start: bool):
@@ -414,12 +445,11 @@ def split_region(text: str, role: Optional[Role], has_start: bool):
                 channel = text[a:e]
             else:
                 diags.append(("empty_channel", "<|channel|> has no value; the channel is left unset"))
-        elif recipient is None and text.startswith("to=", j) and _value_end(text, j + 3) > j + 3:
-            a = j + 3
-            e = _value_end(text, a)
-            recipient = text[a:e]
+        elif recipient is None and text.startswith("to=", j) and _NAME.match(text, j + 3).end() > j + 3:
+            e = _NAME.match(text, j + 3).end()
+            recipient = text[j + 3 : e]
         elif ctype is None and text.startswith(_CONSTRAIN_MARK, j):
-            e = _value_end(text, j + len(_CONSTRAIN_MARK))
+            e = _NAME.match(text, j + len(_CONSTRAIN_MARK)).end()
             ctype = text[j:e]
         else:
             break
@@ -447,12 +477,14 @@ def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, 
         # nothing to account for: only the header announced by a given role, cut at once
         if closer == START:
             diags.append(Diagnostic("duplicate_start", mstart, end, "the completion starts with <|start|> although a role was given: the role is unused"))
+        else:
+            diags.append(Diagnostic("eos_in_header", mstart, end, "the completion is empty: the header that the given role begins never came (the oracle: Unexpected EOS while waiting for message header to complete)"))
         return
     headed = has_start or role is not None
     text = t.decode_bytes(ids.tolist()).decode("utf-8", "replace") if len(ids) else ""
     mrole, channel, recipient, ctype, content, found, hdiags = split_region(text, role, has_start)
     cname = _closer_name(closer)
-    if content.strip(WHITE_SPACE) or (found and closer in STOP_TOKENS):
+    if _SPECIAL_TEXT.sub("", content).strip(WHITE_SPACE) or (found and closer in STOP_TOKENS):
         if not headed:
             diags.append(_missing_start(mstart, first_tok))
         if found:
@@ -477,7 +509,7 @@ def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, 
         detail = "the stream ended inside this header (the oracle: Unexpected EOS while waiting for message header to complete)"
     else:
         kind = "empty_message"
-        detail = f"<|start|> then {cname} with no header and no text"
+        detail = f"{'<|start|>' if has_start else 'the given role'} then {cname}, with no header field and no text"
     unparsed.append((mstart, end, kind))
     diags.append(Diagnostic(kind, mstart, end, detail))
 
@@ -562,9 +594,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
     ``tokens``: a list or other iterable of ints, or a 1-D integer array (``uint32`` is the
     cheapest); ``role``: the role of the first message when the completion starts after it.
     """
-    buf, src = token_ids(tokens)
-    r = as_role(role)
-    t = tables(enc)
+    buf, src = token_ids(tokens, check=False)
     n = len(buf)
     arr = None
     sp = None
@@ -572,11 +602,19 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
         if src is None:
             src = buf.tolist()
         sp = [i for i, x in enumerate(src) if x >= N_ORDINARY]
+        check_ids(src, sp)
+    else:
+        arr = np.frombuffer(buf, dtype=np.uint32)
+        if int(arr.max()) >= N_VOCAB:
+            i = int(np.flatnonzero(arr >= N_VOCAB)[0])
+            raise _bad_id(i, int(arr[i]))
+    r = as_role(role)
+    t = tables(enc)
+    if arr is None:
         recs, status, pos = scan_py(src, sp, r is not None, True)
     else:
         from .kernels import scan_completion
 
-        arr = np.frombuffer(buf, dtype=np.uint32)
         recs, status, pos = scan_completion(arr, r is not None, True)
     if status == ST_OK:
         try:
@@ -584,7 +622,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
         except HarmonyError:
             pass
         else:
-            return RecoveryResult(msgs, _spans([(hs - 1 if hs else 0, ce + 1 if term >= 0 else n) for _, hs, _, _, ce, _, term in recs]), [], [])
+            return RecoveryResult(msgs, [(hs - 1 if hs else 0, ce + 1 if term >= 0 else n) for _, hs, _, _, ce, _, term in recs], [], [])
     # the strict reading up to its first error
     good = 0
     for rec in recs:
@@ -610,7 +648,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
         sp = (np.flatnonzero(arr[b:] >= N_ORDINARY) + b).tolist()
     out = (msgs, rows, [], [])
     _recover_from(t, buf, src, arr, sp, b, r if (b == 0 and r is not None) else None, out)
-    return RecoveryResult(msgs, _spans(rows), out[2], out[3])
+    return RecoveryResult(msgs, rows, out[2], out[3])
 
 
 # -- streaming --------------------------------------------------------------------------------
@@ -647,18 +685,32 @@ class RecoveringStreamableParser(StreamableParser):
     # -- feeding ----------------------------------------------------------------------------
     def process(self, token: int) -> "RecoveringStreamableParser":
         """Consume one token (an id outside the vocabulary raises ``ValueError``)."""
-        if token.__class__ is not int or not 0 <= token < N_VOCAB:
-            v = operator.index(token)
-            if not 0 <= v < N_VOCAB:
-                raise _bad_id(len(self._tokens), v)
-            token = v
-        return StreamableParser.process(self, token)
+        if token.__class__ is int and 0 <= token < N_ORDINARY:
+            # the plain parser's short path: ordinary text inside content
+            self._tokens.append(token)
+            if self._state == _CONTENT and not self._pending:
+                strs = self._strs
+                if strs is None:
+                    strs = self._strs = self._t.strs
+                s = strs[token]
+                if s is not None:
+                    self._parts.append(s)
+                    self._last = s
+                    return self
+            self._step(token)
+            return self
+        v = operator.index(token)
+        if not 0 <= v < N_VOCAB:
+            raise _bad_id(len(self._tokens), v)
+        self._tokens.append(v)
+        self._step(v)
+        return self
 
     def process_tokens(self, tokens) -> "RecoveringStreamableParser":
         """Consume many tokens (all are checked first: an id outside the vocabulary raises
         ``ValueError`` and nothing is consumed)."""
-        buf, _ = token_ids(tokens)
-        return StreamableParser.process_tokens(self, buf)
+        buf, _ = token_ids(tokens, offset=len(self._tokens))
+        return StreamableParser.process_tokens(self, np.frombuffer(buf, dtype=np.uint32))
 
     def _step(self, token: int) -> None:
         pos = len(self._tokens) - 1
@@ -814,4 +866,40 @@ class RecoveringStreamableParser(StreamableParser):
     @property
     def result(self) -> RecoveryResult:
         """What :func:`recover_completion` returns for the tokens so far, once EOS is processed."""
-        return RecoveryResult(self.messages, self.spans, self.unparsed, self.diagnostics)
+        return RecoveryResult(self.messages, list(self._rows), self.unparsed, self.diagnostics)
+
+
+# -- reports --------------------------------------------------------------------------------
+
+
+def _fields(m: Message) -> str:
+    out = [f"role={m.author.role.value}"]
+    if m.author.name is not None:
+        out.append(f"name={m.author.name!r}")
+    for f in ("channel", "recipient", "content_type"):
+        v = getattr(m, f)
+        if v is not None:
+            out.append(f"{f}={v!r}")
+    return " ".join(out)
+
+
+def explain(enc, tokens: Any, role: Any = None) -> str:
+    """A readable account of :func:`recover_completion` on ``tokens``: each message and unparsed
+    range in token order (with the text of an unparsed range), then the diagnostics."""
+    res = recover_completion(enc, tokens, role)
+    buf, _ = token_ids(tokens)
+    items = [(a, b, m) for (a, b), m in zip(res._rows, res.messages)]
+    items += [(a, b, reason) for a, b, reason in res.unparsed]
+    items.sort(key=lambda x: x[0])
+    lines = []
+    for a, b, what in items:
+        if what.__class__ is str:
+            text = enc.decode_bytes(buf[a:b].tolist()).decode("utf-8", "replace")
+            lines.append(f"[{a}, {b}) unparsed {what}: {text!r}")
+        else:
+            lines.append(f"[{a}, {b}) message {_fields(what)} content={what.content[0].text!r}")
+    for d in res.diagnostics:
+        lines.append(f"diagnostic {d.kind} [{d.start}, {d.stop}): {d.detail}")
+    if not lines:
+        lines.append("(nothing)")
+    return "\n".join(lines)

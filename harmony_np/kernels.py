@@ -134,7 +134,7 @@ def scan_completion(tokens: np.ndarray, role_given: bool, strict: bool):
     so unknown ids are safe here (they are flagged, never looked up).
     """
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
-    recs = np.empty((int(np.count_nonzero(arr >= _N_ORDINARY)) + 1, 7), dtype=np.int64)
+    recs = np.empty((arr.shape[0] // 2 + 1, 7), dtype=np.int64)  # uninitialised: cheap at any size
     m, status, pos = _scan_completion(arr, bool(role_given), bool(strict), recs)
     return [tuple(r) for r in recs[:m].tolist()], int(status), int(pos)
 

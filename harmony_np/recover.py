@@ -53,7 +53,6 @@ from .parse import (
     ERR_DECODE_HEADER,
     GATHER_MIN,
     SCAN_KERNEL_MIN,
-    ST_EOS_HEADER,
     ST_OK,
     ST_UNEXPECTED,
     STOP_TOKENS,
@@ -158,12 +157,19 @@ def token_ids(tokens: Any, check: bool = True, offset: int = 0):
     if isinstance(tokens, np.ndarray):
         if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
             raise TypeError(f"tokens must be a 1-D integer array, not {tokens.dtype} with shape {tokens.shape}")
-        if tokens.size:
-            bad = (tokens >= N_VOCAB) if tokens.dtype.kind == "u" else ((tokens < 0) | (tokens >= N_VOCAB))
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
+        if tokens.dtype == np.uint32 and tokens.dtype.byteorder in "=|":
+            buf = array.array("I")
+            buf.frombytes(tokens.tobytes())
+            if check and len(buf) and max(buf) >= N_VOCAB:
+                i = int(np.flatnonzero(tokens >= N_VOCAB)[0])
                 raise _bad_id(offset + i, int(tokens[i]))
-        return array.array("I", np.ascontiguousarray(tokens, dtype=np.uint32).tobytes()), None
+            return buf, None
+        if tokens.size:
+            lo, hi = int(tokens.min()), int(tokens.max())
+            if lo < 0 or hi >= N_VOCAB:
+                i = int(np.flatnonzero((tokens < 0) | (tokens >= N_VOCAB))[0])
+                raise _bad_id(offset + i, int(tokens[i]))
+        return array.array("I", tokens.astype(np.uint32).tobytes()), None
     if tokens.__class__ is not list:
         if isinstance(tokens, array.array) and tokens.typecode == "I":
             tokens = tokens.tolist()
@@ -238,9 +244,10 @@ def lenient_header(t: Tables, ids: "array.array", role: Optional[Role]):
     hit = cache.get(key)
     if hit is None:
         hit = _lenient_header(t, ids, role)
-        if len(cache) >= 65536:
-            cache.clear()
-        cache[key] = hit
+        if len(ids) <= 256:  # long headers are junk that will not recur: not kept
+            if len(cache) >= 65536:
+                cache.clear()
+            cache[key] = hit
     return hit
 
 
@@ -264,9 +271,13 @@ def _lenient_header(t: Tables, ids, role: Optional[Role]):
     return _repair_header(text, role, err, diags)
 
 
+def _clip(s: str, limit: int = 200) -> str:
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s)} characters)"
+
+
 def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
     """The header fields of ``text`` that the strict rules refused (``err``), repaired."""
-    why = f" (the oracle: {err})"
+    why = f" (the oracle: {_clip(err)})"
     channel = None
     header = text
     idx = header.find(_CHANNEL_MARK)
@@ -282,7 +293,7 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
             if w is not None and not w.group(1).startswith("to="):
                 channel = w.group(1)
                 header = header[:idx] + " " + after[w.end() :]
-                diags.append(("empty_channel", f"no value right after <|channel|>; the next word {channel!r} is read as the channel{why}"))
+                diags.append(("empty_channel", f"no value right after <|channel|>; the next word {_clip(repr(channel))} is read as the channel{why}"))
             else:
                 header = header[:idx] + " " + after
                 diags.append(("empty_channel", f"<|channel|> has no value; the channel is left unset{why}"))
@@ -310,18 +321,18 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
                 r = _ROLE_LOWER.get(first.lower())
                 if r is not None:
                     role = r
-                    diags.append(("unknown_role", f"{first!r} read as the role {r.value!r}{why}"))
+                    diags.append(("unknown_role", f"{_clip(repr(first))} read as the role {r.value!r}{why}"))
                 elif _TOOL_NAME.match(first):
                     role = Role.TOOL
                     name = first
-                    diags.append(("unknown_role", f"{first!r} read as the name of a tool{why}"))
+                    diags.append(("unknown_role", f"{_clip(repr(first))} read as the name of a tool{why}"))
                 elif channel is None:
                     role = Role.ASSISTANT
                     channel = first
-                    diags.append(("unknown_role", f"{first!r} read as the channel of an assistant message{why}"))
+                    diags.append(("unknown_role", f"{_clip(repr(first))} read as the channel of an assistant message{why}"))
                 else:
                     role = Role.ASSISTANT
-                    diags.append(("unknown_role", f"{first!r} dropped; assistant assumed{why}"))
+                    diags.append(("unknown_role", f"{_clip(repr(first))} dropped; assistant assumed{why}"))
     if parts and parts[0] == role.value:
         del parts[0]
 
@@ -366,9 +377,9 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
         words = " ".join(junk)
         if channel is None:
             channel = words
-            diags.append(("header_junk", f"leftover header text {words!r} kept as the channel{why}"))
+            diags.append(("header_junk", f"leftover header text {_clip(repr(words))} kept as the channel{why}"))
         else:
-            diags.append(("header_junk", f"leftover header text {words!r} dropped{why}"))
+            diags.append(("header_junk", f"leftover header text {_clip(repr(words))} dropped{why}"))
     return (role, name, channel, recipient, ctype), tuple(diags)
 
 
@@ -531,7 +542,7 @@ def _content(t: Tables, buf, src, arr, cs: int, ce: int) -> str:
 
 def _recover_from(t: Tables, buf, src, arr, sp: list, b: int, role_first: Optional[Role], out) -> None:
     """Recovery mode from token ``b`` (a message boundary) to the end: see the module doc."""
-    msgs, rows, unparsed, diags = out
+    msgs, rows, _, diags = out
     n = len(src)
     nsp = len(sp)
     k = bisect.bisect_left(sp, b)

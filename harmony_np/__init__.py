@@ -25,15 +25,7 @@ from .model import (
     ToolDescription,
     ToolNamespaceConfig,
 )
-
-
-def __getattr__(name):
-    # the streaming parser module is imported on first use
-    if name == "StreamableParser":
-        from .stream import StreamableParser
-
-        return StreamableParser
-    raise AttributeError(f"module 'harmony_np' has no attribute {name!r}")
+from .stream import StreamableParser
 
 
 __all__ = [

@@ -46,6 +46,21 @@ SCAN_KERNEL_MIN = 160
 GATHER_MIN = 224
 
 
+_KERNELS = None
+
+
+def kernels():
+    """:mod:`harmony_np.kernels`, imported on first use: it imports numba, which costs start-up
+    time that a process parsing only short completions never needs to pay."""
+    global _KERNELS
+    k = _KERNELS
+    if k is None:
+        from . import kernels as k
+
+        _KERNELS = k
+    return k
+
+
 def unexpected_token_error(token: int) -> HarmonyError:
     return HarmonyError(f"Unexpected token {token} while expecting start token {START}")
 
@@ -371,9 +386,7 @@ def stream_text(t: Tables, ids) -> str:
 
 
 def _gather(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
-    from .kernels import _gather_bytes
-
-    return _gather_bytes(t.flat, t.offsets, arr[cs:ce]).tobytes()
+    return kernels()._gather_bytes(t.flat, t.offsets, arr[cs:ce]).tobytes()
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -539,8 +552,7 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
         specials = [i for i, x in enumerate(src) if x >= N_ORDINARY]
         recs, status, pos = scan_py(src, specials, r is not None, strict)
         return build_messages(t, buf, src, None, recs, status, pos, r)
-    from .kernels import scan_completion
-
+    scan_completion = kernels().scan_completion
     arr = np.frombuffer(buf, dtype=np.uint32)
     recs, status, pos = scan_completion(arr, r is not None, strict)
     return build_messages(t, buf, src, arr, recs, status, pos, r)

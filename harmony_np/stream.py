@@ -28,6 +28,7 @@ from .parse import (
     check_strict,
     decode_utf8,
     first_bad_token,
+    kernels,
     parse_header_string,
     role_from_value,
     tables,
@@ -272,8 +273,7 @@ class StreamableParser:
             i += 1
 
     def _feed(self, buf: "array.array") -> None:
-        from .kernels import stream_positions
-
+        stream_positions = kernels().stream_positions
         t = self._t
         n = len(buf)
         arr = np.frombuffer(buf, dtype=np.uint32)
@@ -338,7 +338,7 @@ class StreamableParser:
         t = self._t
         if len(run) < GATHER_MIN:
             return t.decode_bytes(run.tolist()).decode("utf-8")
-        from .kernels import _gather_bytes
+        _gather_bytes = kernels()._gather_bytes
 
         return _gather_bytes(t.flat, t.offsets, np.frombuffer(run, dtype=np.uint32)).tobytes().decode("utf-8")
 

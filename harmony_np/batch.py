@@ -319,7 +319,7 @@ def _encode_texts(renderer, texts: Sequence[str]) -> list:
 
 ROLES: Tuple[Role, ...] = (Role.USER, Role.ASSISTANT, Role.SYSTEM, Role.DEVELOPER, Role.TOOL)
 _ROLE_CODE = {r: i for i, r in enumerate(ROLES)}
-_ERRORS = ("raise", "collect")
+_ERRORS = ("raise", "collect", "recover")
 
 
 class MessageTable:
@@ -331,12 +331,21 @@ class MessageTable:
     span in ``tokens``). ``tokens``/``offsets`` are the input completions (completion ``b`` is
     ``tokens[offsets[b]:offsets[b + 1]]``). ``errors[b]`` is None, or the error text the single
     call raises for completion ``b`` (its messages are then not in the table). Content text is
-    decoded on first use, all of it in one pass.
+    decoded on first use, all of it in one pass. ``span_start``/``span_stop``: each message's
+    whole token range, ``<|start|>`` through its terminator.
+
+    With ``errors="recover"``, a completion the strict parser refuses is read by the recovery
+    rules (:mod:`harmony_np.recover`): its messages are in the table (``errors[b]`` still names
+    what the strict parser refused), ``content_start``/``content_stop`` are -1 for them, and
+    ``unparsed`` and ``diagnostics`` hold, as columns (a dict of arrays and lists, one entry per
+    range), the ranges that belong to no message and every repair, with positions in ``tokens``.
+    In the other modes both are None.
     """
 
     __slots__ = (
         "tokens", "offsets", "completion", "role", "name", "channel", "recipient", "content_type",
-        "content_start", "content_stop", "strings", "errors", "error_types", "_overrides", "_encoding", "_texts",
+        "content_start", "content_stop", "span_start", "span_stop", "strings", "errors", "error_types",
+        "unparsed", "diagnostics", "_overrides", "_encoding", "_texts",
     )
 
     def __len__(self) -> int:
@@ -451,6 +460,8 @@ def parse_batch(encoding, completions: Any, *, offsets: Any = None, role: Any = 
     """Parse many completions at once; see :meth:`HarmonyEncoding.parse_batch`."""
     if errors not in _ERRORS:
         raise ValueError(f"errors must be one of {_ERRORS}, got {errors!r}")
+    if errors == "recover" and strict is False:
+        raise ValueError("errors='recover' reads completions by the strict rules first; it cannot be combined with strict=False")
     with _gc_paused():
         return _parse_batch(encoding, completions, offsets, role, strict, errors)
 
@@ -563,6 +574,7 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
             overrides[k] = remaining or ""
     error_text: List[Optional[str]] = [None] * n_comp
     error_type: List[Optional[str]] = [None] * n_comp
+    recovered: dict = {}
     for b in np.flatnonzero(bad).tolist():
         exc = bad_input.get(b)
         if exc is None:
@@ -576,6 +588,14 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
             raise type(exc)(f"completion {b}: {exc}")
         error_text[b] = str(exc)
         error_type[b] = type(exc).__name__
+        if errors == "recover" and b not in bad_input:
+            from .recover import recover_completion
+
+            try:
+                recovered[b] = recover_completion(encoding, flat[starts[b] : starts[b + 1]], r)
+            except ValueError as e:  # an id outside the vocabulary: nothing to read
+                error_text[b] = str(e)
+                error_type[b] = type(e).__name__
 
     keep = ~bad[comp] if n_rec else np.zeros(0, dtype=bool)
     table = object.__new__(MessageTable)
@@ -596,12 +616,77 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     if n_rec:
         for i in np.flatnonzero(recs[:, 5][keep] & FLAG_CONTENT_UNKNOWN).tolist():
             table._overrides.setdefault(i, None)
+    # whole-message spans: from <|start|> (or 0 for a role-given first message) through the
+    # terminator (or to the end of the completion)
+    ends = starts[1:][comp] if n_rec else np.zeros(0, np.int64)
+    table.span_start = np.where(recs[:, 1] == 0, base, hs - 1)[keep] if n_rec else np.zeros(0, np.int64)
+    table.span_stop = np.where(recs[:, 6] >= 0, ce + 1, ends)[keep] if n_rec else np.zeros(0, np.int64)
     table.strings = strings
     table.errors = error_text
     table.error_types = error_type
+    table.unparsed = None
+    table.diagnostics = None
     table._encoding = encoding
     table._texts = None
+    if errors == "recover":
+        _add_recovered(table, recovered, starts, code)
     return table
+
+
+def _add_recovered(table: MessageTable, recovered: dict, starts: np.ndarray, code) -> None:
+    """Merge the recovered completions' messages into the table, in completion order, and fill
+    the unparsed and diagnostics columns."""
+    n_old = len(table)
+    rows = []  # (completion, role code, name, channel, recipient, content type, start, stop, text)
+    unparsed = {"completion": [], "start": [], "stop": [], "reason": []}
+    diags = {"completion": [], "kind": [], "start": [], "stop": [], "detail": []}
+    for b, res in sorted(recovered.items()):
+        base = int(starts[b])
+        for m, (a, z) in zip(res.messages, res.spans.tolist()):
+            rows.append((b, _ROLE_CODE[m.author.role], code(m.author.name), code(m.channel), code(m.recipient),
+                         code(m.content_type), base + a, base + z, m.content[0].text))
+        for a, z, reason in res.unparsed:
+            unparsed["completion"].append(b)
+            unparsed["start"].append(base + a)
+            unparsed["stop"].append(base + z)
+            unparsed["reason"].append(reason)
+        for d in res.diagnostics:
+            diags["completion"].append(b)
+            diags["kind"].append(d.kind)
+            diags["start"].append(base + d.start)
+            diags["stop"].append(base + d.stop)
+            diags["detail"].append(d.detail)
+    for cols in (unparsed, diags):
+        for key in ("completion", "start", "stop"):
+            cols[key] = np.asarray(cols[key], dtype=np.int64)
+    table.unparsed = unparsed
+    table.diagnostics = diags
+    if not rows:
+        return
+    add = list(zip(*rows))
+    order = np.argsort(np.concatenate([table.completion, np.asarray(add[0], np.int64)]), kind="stable")
+
+    def merged(old, new, dtype):
+        return np.concatenate([old, np.asarray(new, dtype=dtype)])[order]
+
+    table.completion = merged(table.completion, add[0], np.int64)
+    table.role = merged(table.role, add[1], np.int8)
+    table.name = merged(table.name, add[2], np.int32)
+    table.channel = merged(table.channel, add[3], np.int32)
+    table.recipient = merged(table.recipient, add[4], np.int32)
+    table.content_type = merged(table.content_type, add[5], np.int32)
+    table.span_start = merged(table.span_start, add[6], np.int64)
+    table.span_stop = merged(table.span_stop, add[7], np.int64)
+    none = [-1] * len(rows)
+    table.content_start = merged(table.content_start, none, np.int64)
+    table.content_stop = merged(table.content_stop, none, np.int64)
+    # message texts known already (the recovered ones) ride as overrides at their new rows
+    where = np.empty(order.shape[0], dtype=np.int64)
+    where[order] = np.arange(order.shape[0])
+    overrides = {int(where[i]): v for i, v in table._overrides.items()}
+    for k, text in enumerate(add[8]):
+        overrides[int(where[n_old + k])] = text
+    table._overrides = overrides
 
 
 def _decode_contents(table: MessageTable) -> List[str]:

@@ -220,10 +220,15 @@ def cmd_parse(args) -> int:
     bar = _progress(args.quiet, "completions")
     try:
         for nos, comps in _completion_chunks(args.input, failures):
-            table = enc.parse_batch(comps, role=role, strict=not args.non_strict, errors="collect")
+            mode = "recover" if args.recover else "collect"
+            table = enc.parse_batch(comps, role=role, strict=not args.non_strict, errors=mode)
             per_completion = table.to_messages()
             for no, msgs, err, kind in zip(nos, per_completion, table.errors, table.error_types):
-                if err is not None:
+                if err is not None and args.recover and kind == "HarmonyError":
+                    # recovered: the messages, and what was repaired, by line
+                    print(f"harmony-np: {args.input}:{no}: recovered: {err}", file=sys.stderr)
+                    out.write(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
+                elif err is not None:
                     failures.report(no, kind, err)
                     out.write(json.dumps({"error": err, "error_type": kind}, ensure_ascii=False))
                 else:
@@ -365,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     io_args(sp)
     sp.add_argument("--role", default=None, help="role of the completion when it starts after '<|start|>role'")
     sp.add_argument("--non-strict", action="store_true", help="tolerate a missing <|message|> as the model sometimes writes")
+    sp.add_argument("--recover", action="store_true", help="read malformed completions by the recovery rules instead of failing (docs/recovery.md)")
     sp.set_defaults(func=cmd_parse)
 
     sp = sub.add_parser("decode", help="token lists (one per line) to text")

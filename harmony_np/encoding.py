@@ -246,7 +246,10 @@ class HarmonyEncoding:
         ``completions`` is a list of token lists/arrays, or one flat token array with
         ``offsets`` (len n + 1). ``errors="raise"`` raises the first completion's error with its
         index; ``"collect"`` keeps going and records each failed completion's error text in
-        ``.errors``. ``.to_messages()`` equals the single-call parse of each completion.
+        ``.errors``; ``"recover"`` also reads each failed completion by the recovery rules
+        (:meth:`recover_messages_from_completion_tokens`), with its unparsed ranges and
+        diagnostics as columns. ``.to_messages()`` equals the single-call parse of each
+        completion (the recovered messages, for a recovered one).
         """
         from .batch import parse_batch
 

@@ -160,3 +160,49 @@ def test_input_errors(enc, hnp):
         enc.parse_batch([], errors="ignore")
     empty = enc.parse_batch([])
     assert len(empty) == 0 and empty.to_messages() == []
+
+
+def test_recover_mode_rows(enc, hnp):
+    rng = random.Random(11)
+    comps = [_completion(enc, hnp, rng, i) for i in range(400)]
+    mutated = set(rng.sample(range(400), 100))
+    comps = [_mutate(rng, c) if i in mutated else c for i, c in enumerate(comps)]
+    table = enc.parse_batch(comps, errors="recover")
+    msgs = table.to_messages()
+    texts = table.content_texts()
+    recovered = 0
+    for b, c in enumerate(comps):
+        w = single(enc, c, None, True)
+        if w[0] == "ok":
+            assert table.errors[b] is None and msgs[b] == w[1]
+            continue
+        recovered += 1
+        assert table.errors[b] == w[2]
+        res = enc.recover_messages_from_completion_tokens(c)
+        assert msgs[b] == res.messages
+        rows = np.flatnonzero(table.completion == b)
+        base = table.offsets[b]
+        assert (np.stack([table.span_start[rows], table.span_stop[rows]], axis=1) - base).tolist() == res.spans.tolist()
+        assert [texts[i] for i in rows] == [m.content[0].text for m in res.messages]
+        u = table.unparsed
+        sel = np.flatnonzero(u["completion"] == b)
+        assert [(int(u["start"][i] - base), int(u["stop"][i] - base), u["reason"][i]) for i in sel] == [tuple(x) for x in res.unparsed]
+        d = table.diagnostics
+        sel = np.flatnonzero(d["completion"] == b)
+        assert [(d["kind"][i], int(d["start"][i] - base), int(d["stop"][i] - base), d["detail"][i]) for i in sel] == [tuple(x) for x in res.diagnostics]
+    assert recovered > 30
+    # message spans and unparsed ranges of each completion tile it
+    for b in range(len(comps)):
+        base, end = int(table.offsets[b]), int(table.offsets[b + 1])
+        rows = np.flatnonzero(table.completion == b)
+        ranges = [(int(table.span_start[i]), int(table.span_stop[i])) for i in rows]
+        sel = np.flatnonzero(table.unparsed["completion"] == b)
+        ranges += [(int(table.unparsed["start"][i]), int(table.unparsed["stop"][i])) for i in sel]
+        ranges.sort()
+        pos = base
+        for a, z in ranges:
+            assert a == pos
+            pos = z
+        assert pos == end, b
+    with pytest.raises(ValueError, match="strict=False"):
+        enc.parse_batch(comps, errors="recover", strict=False)

@@ -140,3 +140,15 @@ def test_progress_bar_on_terminal_only():
     assert rc == 0 and tty == ""
     r = run(["render", "-"], stdin=lines, check_rc=0)
     assert r.stderr == ""  # not a terminal: no bar
+
+
+def test_parse_recover(tmp_path, enc):
+    # a headerless refusal: text straight after <|start|>assistant, then <|end|>
+    toks = enc.encode("<|start|>assistant<|message|>hi<|end|><|start|>I can't help with that.<|end|>", allowed_special="all")
+    src = tmp_path / "t.jsonl"
+    src.write_text(json.dumps(toks) + "\n")
+    run(["parse", str(src)], check_rc=3)
+    r = run(["parse", "--recover", str(src)], check_rc=0)
+    msgs = json.loads(r.stdout)
+    assert msgs == [m.to_dict() for m in enc.recover_messages_from_completion_tokens(toks).messages]
+    assert len(msgs) == 2 and "recovered:" in r.stderr

@@ -25,6 +25,7 @@ from .model import (
     ToolDescription,
     ToolNamespaceConfig,
 )
+from .recover import RecoveryResult
 from .stream import StreamableParser
 
 
@@ -47,6 +48,7 @@ __all__ = [
     "HarmonyEncodingName",
     "load_harmony_encoding",
     "StreamableParser",
+    "RecoveryResult",
     "StreamState",
     "HarmonyError",
     "__version__",

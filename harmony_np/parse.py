@@ -42,6 +42,9 @@ ERR_DECODE_HEADER = "could not decode header"
 
 # Above this many tokens the Numba scanner finds the formatting tokens (measured crossover).
 SCAN_KERNEL_MIN = 160
+# Up to this many tokens, scan and content gather are one kernel call (its scratch buffer is
+# 128 bytes a token, uninitialised); longer completions gather per message.
+SCAN_GATHER_MAX = 1 << 16
 # Content spans at least this long are gathered from the byte table by a kernel, not tiktoken.
 GATHER_MIN = 224
 
@@ -473,11 +476,15 @@ def scan_py(buf, specials: list, role_given: bool, strict: bool):
 _object_new = object.__new__
 
 
-def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: Optional[Role]) -> List[Message]:
-    """Messages of scanned records (``src``: the ids as a list, or None; ``arr``: a uint32 view)."""
+def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: Optional[Role], gathered=None) -> List[Message]:
+    """Messages of scanned records (``src``: the ids as a list, or None; ``arr``: a uint32 view;
+    ``gathered``: ``(data, byte_off)`` of :func:`kernels.scan_gather`, or None)."""
     out = []
     new = _object_new
-    for kind, hs, he, cs, ce, flags, _ in recs:
+    if gathered is not None:
+        view = memoryview(gathered[0])
+        bo = gathered[1]
+    for k, (kind, hs, he, cs, ce, flags, _) in enumerate(recs):
         r = role if hs == 0 else None
         if kind == REC_MESSAGE:
             key = buf[hs:he].tobytes()
@@ -489,6 +496,8 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
             mrole, name, channel, recipient, ctype = hit
             if flags & FLAG_CONTENT_UNKNOWN:
                 text = stream_text(t, buf[cs:ce])
+            elif gathered is not None:
+                text = str(view[bo[k] : bo[k + 1]], "utf-8", "replace")
             elif ce - cs < GATHER_MIN:
                 text = t.decode_bytes(src[cs:ce] if src is not None else buf[cs:ce].tolist()).decode("utf-8", "replace")
             else:
@@ -552,7 +561,10 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
         specials = [i for i, x in enumerate(src) if x >= N_ORDINARY]
         recs, status, pos = scan_py(src, specials, r is not None, strict)
         return build_messages(t, buf, src, None, recs, status, pos, r)
-    scan_completion = kernels().scan_completion
     arr = np.frombuffer(buf, dtype=np.uint32)
-    recs, status, pos = scan_completion(arr, r is not None, strict)
+    if n <= SCAN_GATHER_MAX:
+        # one kernel call finds the boundaries and gathers the contents' bytes
+        recs, status, pos, data, byte_off = kernels().scan_gather(arr, r is not None, strict, t.flat, t.offsets)
+        return build_messages(t, buf, src, arr, recs, status, pos, r, (data, byte_off))
+    recs, status, pos = kernels().scan_completion(arr, r is not None, strict)
     return build_messages(t, buf, src, arr, recs, status, pos, r)

@@ -220,18 +220,21 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
 @njit(cache=True, nogil=True, parallel=True)
 def _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask):
     n_rows = row_occ_off.shape[0] - 1
+    one = np.uint64(1)
     for r in prange(n_rows):
-        pos = out_off[r]
+        pos = np.uint64(out_off[r])
         for k in range(row_occ_off[r], row_occ_off[r + 1]):
             p = occ[k]
-            a = pool_off[p]
-            b = pool_off[p + 1]
+            j = np.uint64(pool_off[p])
+            b = np.uint64(pool_off[p + 1])
             f = flags[k]
-            for j in range(a, b):
+            # unsigned indices: no negative-index checks in the copy loop
+            while j < b:
                 out_tokens[pos] = pool[j]
                 if with_mask:
                     out_mask[pos] = f
-                pos += 1
+                pos += one
+                j += one
 
 
 def assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask: bool) -> None:

@@ -332,7 +332,23 @@ class StreamableParser:
         try:
             return "".join(parts)
         except TypeError:
-            return "".join(p if p.__class__ is str else self._run_text(p) for p in parts)
+            pass
+        # adjacent runs (each a token array whose tokens decode alone) decode as one
+        out: list = []
+        group = None
+        for p in parts:
+            if p.__class__ is str:
+                if group is not None:
+                    out.append(self._run_text(group))
+                    group = None
+                out.append(p)
+            elif group is None:
+                group = array.array("I", p)
+            else:
+                group += p
+        if group is not None:
+            out.append(self._run_text(group))
+        return "".join(out)
 
     def _run_text(self, run: "array.array") -> str:
         t = self._t

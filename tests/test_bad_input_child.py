@@ -1,0 +1,106 @@
+"""Bad input in a child process: a crash (segfault, abort) or a hang fails the test instead of
+taking pytest down. Every entry point that takes tokens is fed every bad input; where the oracle
+errs, the error type and text must match; elsewhere the value must match."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+CHILD = textwrap.dedent(
+    r'''
+    import json, sys
+    import numpy as np
+    import openai_harmony as O
+    import harmony_np as H
+
+    oenc = O.load_harmony_encoding(O.HarmonyEncodingName.HARMONY_GPT_OSS)
+    enc = H.load_harmony_encoding(H.HarmonyEncodingName.HARMONY_GPT_OSS)
+    START, CHANNEL, MESSAGE, END = 200006, 200005, 200008, 200007
+
+    def outcome(fn):
+        try:
+            v = fn()
+        except Exception as exc:
+            kind = "RuntimeError" if isinstance(exc, RuntimeError) else type(exc).__name__
+            return ["error", kind, str(exc)]
+        if isinstance(v, list):
+            return ["ok", [m.to_dict() if hasattr(m, "to_dict") else m for m in v]]
+        return ["ok", v]
+
+    def stream(lib, e, toks, chunked=False):
+        def run():
+            p = lib.StreamableParser(e, None)
+            if chunked:
+                p.process_tokens(toks)
+            else:
+                for t in toks:
+                    p.process(t)
+            p.process_eos()
+            return p.messages
+        return run
+
+    cases = {
+        "id past vocab": [START, 300000],
+        "id 2**32-1": [2**32 - 1],
+        "negative": [-1],
+        "2**40": [2**40],
+        "uint64 max": [2**64 - 1],
+        "float": [1.5],
+        "bool": [True, START],
+        "string item": ["a"],
+        "None item": [None],
+        "bytes": b"abc",
+        "nested": [[START]],
+        "empty": [],
+        "100k starts": [START] * 100_000,
+        "ends mid-header": [START, 173781, CHANNEL],
+        "header then stop": [START, 173781, END],
+        "2-D array": np.array([[START, 1]], dtype=np.int64),
+        "uint64 array": np.array([2**64 - 1], dtype=np.uint64),
+        "int64 array past vocab": np.array([START, 1, MESSAGE, 500000, END], dtype=np.int64),
+        "float array": np.array([1.0, 2.0]),
+        "long with junk": ([START, 173781, MESSAGE] + list(range(1000, 3000)) + [END, 5, 6]),
+    }
+    results = {}
+    for name, toks in cases.items():
+        r = {}
+        for label, ours, theirs in [
+            ("parse", lambda: enc.parse_messages_from_completion_tokens(toks), lambda: oenc.parse_messages_from_completion_tokens(toks)),
+            ("parse_nonstrict", lambda: enc.parse_messages_from_completion_tokens(toks, strict=False), lambda: oenc.parse_messages_from_completion_tokens(toks, strict=False)),
+            ("parse_role", lambda: enc.parse_messages_from_completion_tokens(toks, H.Role.ASSISTANT), lambda: oenc.parse_messages_from_completion_tokens(toks, O.Role.ASSISTANT)),
+            ("decode_utf8", lambda: enc.decode_utf8(toks), lambda: oenc.decode_utf8(toks)),
+            ("decode", lambda: enc.decode(toks), lambda: oenc.decode(toks)),
+            ("stream", stream(H, enc, toks), stream(O, oenc, toks)),
+            ("stream_chunked", stream(H, enc, toks, True), stream(O, oenc, toks)),
+        ]:
+            got, want = outcome(ours), outcome(theirs)
+            r[label] = got == want or ["differs", got, want]
+        # batch and recovery must not crash: an error per row, or a clear exception
+        r["batch"] = outcome(lambda: enc.parse_batch([toks, [START, 173781, MESSAGE, 12194, END]], errors="collect").errors)
+        r["recover"] = outcome(lambda: len(enc.recover_messages_from_completion_tokens(toks).messages))
+        results[name] = r
+    print(json.dumps(results, default=str))
+    '''
+)
+
+
+def test_bad_inputs_in_child_process():
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, f"child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(results) == 20
+    for name, r in results.items():
+        for label in ("parse", "parse_nonstrict", "parse_role", "decode_utf8", "decode", "stream", "stream_chunked"):
+            assert r[label] is True, (name, label, r[label])
+        # the batch reports per row: the good second completion always parses
+        assert r["batch"][0] in ("ok", "error"), (name, r["batch"])
+        if r["batch"][0] == "ok":
+            assert r["batch"][1][1] is None
+        # recovery never raises on valid ids; an id outside the vocabulary is a clear ValueError
+        if r["recover"][0] == "error":
+            assert r["recover"][1] in ("ValueError", "TypeError", "OverflowError"), (name, r["recover"])

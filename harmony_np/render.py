@@ -48,6 +48,7 @@ _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "Sys
 _TEXT_CACHE_MAX_TOKENS = 2_000_000
 _TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cached
 _PARALLEL_MIN_CHARS = 16_384  # below this, a thread hand-off costs more than it saves
+_PARALLEL_ONE_TEXT = 8_192  # a fresh text this long in a plan: encode the plan's texts in parallel
 
 
 def system_text(sys: SystemContent, has_function_tools: bool, json_depth: int = CONVERSATION_JSON_DEPTH) -> str:
@@ -332,34 +333,34 @@ class Renderer:
     # -- assembly --------------------------------------------------------------------------
     def to_list(self, plan: list) -> List[int]:
         """Assemble ``plan`` into a list of ints."""
-        # Fresh text worth a thread hand-off goes through encode_many; the common small case
-        # allocates nothing beyond the result (fewer allocations, fewer GC pauses).
+        # One pass for the common small case, allocating nothing beyond the result (fewer
+        # allocations, fewer GC pauses); a long fresh text sends the plan to _to_list_parallel.
         get = self._texts.get
-        fresh_chars = 0
-        for p in plan:
-            if p.__class__ is str and get(p) is None:
-                fresh_chars += len(p)
-        if fresh_chars >= _PARALLEL_MIN_CHARS and self._workers > 1:
-            texts = [p for p in plan if p.__class__ is str]
-            encoded = iter(self.encode_many(texts))
-            out: List[int] = []
-            for p in plan:
-                if p.__class__ is str:
-                    out += next(encoded)
-                elif p is _RETURN_MARK:
-                    if out:
-                        out[-1] = RETURN
-                else:
-                    out += p
-            return out
-        out = []
+        encode = self._encode
+        out: List[int] = []
         for p in plan:
             if p.__class__ is str:
                 toks = get(p)
                 if toks is None:
-                    toks = self._encode(p)
+                    if len(p) >= _PARALLEL_ONE_TEXT and self._workers > 1:
+                        return self._to_list_parallel(plan)
+                    toks = encode(p)
                     self._remember(p, toks)
                 out += toks
+            elif p is _RETURN_MARK:
+                if out:
+                    out[-1] = RETURN
+            else:
+                out += p
+        return out
+
+    def _to_list_parallel(self, plan: list) -> List[int]:
+        texts = [p for p in plan if p.__class__ is str]
+        encoded = iter(self.encode_many(texts))
+        out: List[int] = []
+        for p in plan:
+            if p.__class__ is str:
+                out += next(encoded)
             elif p is _RETURN_MARK:
                 if out:
                     out[-1] = RETURN

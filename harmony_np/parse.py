@@ -144,7 +144,18 @@ def parse_header_string(header: str, role: Optional[Role], with_recipient: bool)
         del parts[0]
 
     recipient = content_type = None
-    if with_recipient and parts:
+    if with_recipient:
+        recipient, content_type = take_recipient_and_type(parts)
+    remaining = " ".join(parts) if parts else None
+    return role, name, channel, recipient, content_type, remaining
+
+
+def take_recipient_and_type(parts: list):
+    """``(recipient, content_type)`` popped off the end of a header's words by the oracle's rule:
+    a last word ``to=X`` is the recipient alone; a single word is the recipient; otherwise the
+    last word is the content type and the one before it the recipient (``to=`` optional)."""
+    recipient = content_type = None
+    if parts:
         count = len(parts)
         last = parts.pop()
         if last.startswith("to="):
@@ -155,8 +166,7 @@ def parse_header_string(header: str, role: Optional[Role], with_recipient: bool)
             content_type = last
             raw = parts.pop()
             recipient = raw[3:] if raw.startswith("to=") else raw
-    remaining = " ".join(parts) if parts else None
-    return role, name, channel, recipient, content_type, remaining
+    return recipient, content_type
 
 
 # Rust's <str as Debug> escapes grapheme extenders and non-printable characters by the tables of a

@@ -61,6 +61,7 @@ from .parse import (
     _gather,
     build_messages,
     parse_header_string,
+    take_recipient_and_type,
     remaining_error,
     scan_py,
     tables,
@@ -340,17 +341,7 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
     junk: list = []
     if len(parts) <= 2:
         # the strict rule (never leaves anything over for two parts or fewer)
-        if parts:
-            count = len(parts)
-            last = parts.pop()
-            if last.startswith("to="):
-                recipient = last[3:]
-            elif count == 1:
-                recipient = last
-            else:
-                ctype = last
-                raw = parts.pop()
-                recipient = raw[3:] if raw.startswith("to=") else raw
+        recipient, ctype = take_recipient_and_type(parts)
         junk = parts
     else:
         # more words than role, recipient and content type: the last "to=" word is the

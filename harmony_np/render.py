@@ -331,36 +331,23 @@ class Renderer:
         return plan
 
     # -- assembly --------------------------------------------------------------------------
-    def to_list(self, plan: list) -> List[int]:
-        """Assemble ``plan`` into a list of ints."""
+    def to_list(self, plan: list, encoded: Optional[dict] = None) -> List[int]:
+        """Assemble ``plan`` into a list of ints (``encoded``: tokens of its texts, if known)."""
         # One pass for the common small case, allocating nothing beyond the result (fewer
-        # allocations, fewer GC pauses); a long fresh text sends the plan to _to_list_parallel.
-        get = self._texts.get
-        encode = self._encode
+        # allocations, fewer GC pauses); a long fresh text has the plan's texts encoded in
+        # parallel first.
+        get = self._texts.get if encoded is None else encoded.get
         out: List[int] = []
         for p in plan:
             if p.__class__ is str:
                 toks = get(p)
                 if toks is None:
                     if len(p) >= _PARALLEL_ONE_TEXT and self._workers > 1:
-                        return self._to_list_parallel(plan)
-                    toks = encode(p)
+                        texts = [q for q in plan if q.__class__ is str]
+                        return self.to_list(plan, dict(zip(texts, self.encode_many(texts))))
+                    toks = self._encode(p)
                     self._remember(p, toks)
                 out += toks
-            elif p is _RETURN_MARK:
-                if out:
-                    out[-1] = RETURN
-            else:
-                out += p
-        return out
-
-    def _to_list_parallel(self, plan: list) -> List[int]:
-        texts = [p for p in plan if p.__class__ is str]
-        encoded = iter(self.encode_many(texts))
-        out: List[int] = []
-        for p in plan:
-            if p.__class__ is str:
-                out += next(encoded)
             elif p is _RETURN_MARK:
                 if out:
                     out[-1] = RETURN

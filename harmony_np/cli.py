@@ -39,6 +39,16 @@ def _open_out(path: Optional[str]) -> TextIO:
     return open(path, "w", encoding="utf-8")
 
 
+def _close_out(out: Optional[TextIO]) -> None:
+    """Close an output file; flush stdout (which stays open)."""
+    if out is None:
+        return
+    if out is sys.stdout:
+        out.flush()
+    else:
+        out.close()
+
+
 def _encoding():
     from .encoding import load_harmony_encoding
 
@@ -137,8 +147,7 @@ def cmd_render(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-        if out is not None and out is not sys.stdout:
-            out.close()
+        _close_out(out)
     if npz:
         import numpy as np
 
@@ -241,10 +250,7 @@ def cmd_parse(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-        if out is not sys.stdout:
-            out.close()
-        else:
-            out.flush()
+        _close_out(out)
     return failures.exit_code()
 
 
@@ -265,10 +271,7 @@ def cmd_decode(args) -> int:
     except _Stop:
         return EXIT_FAILED
     finally:
-        if out is not sys.stdout:
-            out.close()
-        else:
-            out.flush()
+        _close_out(out)
     return failures.exit_code()
 
 

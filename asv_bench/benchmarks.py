@@ -163,7 +163,7 @@ class Memory:
     """Peak memory of loading and of batch work."""
 
     def peakmem_load_encoding(self):
-        h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)._bpe
+        h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS).encode("load the BPE too")
 
     def peakmem_render_batch_10k(self):
         _ENC.render_batch(bench.batch_inputs(h, 10_000))

@@ -159,6 +159,14 @@ def render_batch(
         return _render_batch(encoding, conversations, mode, next_role, config, loss_mask, mask_last_assistant_only)
 
 
+def _with_index(exc: Exception, where: str) -> Exception:
+    """The same kind of error, its text prefixed with which item of the batch failed."""
+    try:
+        return type(exc)(f"{where}: {exc}")
+    except Exception:  # an exception type whose constructor wants more than a message
+        return exc
+
+
 @contextlib.contextmanager
 def _gc_paused():
     """Pause the cyclic GC: a batch allocates many small acyclic containers, and each full
@@ -226,8 +234,10 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
                 occ_flag.append(0)
             elif mode == "training" and msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
                 return_rows.append(index)
-        except Exception as exc:
-            raise type(exc)(f"conversation {index}: {exc}") if isinstance(exc, (HarmonyError, ValueError, TypeError)) else exc
+        except UnicodeEncodeError:
+            raise  # a lone surrogate: the caller turns it into the oracle's ValueError
+        except (HarmonyError, ValueError, TypeError) as exc:
+            raise _with_index(exc, f"conversation {index}") from exc
         row_occ.append(len(occ_piece))
 
     # piece table: every distinct piece's tokens back to back, joined as bytes (no Python int
@@ -447,7 +457,7 @@ def _flatten(completions: Any, offsets: Any, errors: str):
             arr = token_array(c)
         except (TypeError, OverflowError, ValueError) as exc:
             if errors == "raise":
-                raise type(exc)(f"completion {i}: {exc}") from None
+                raise _with_index(exc, f"completion {i}") from exc
             bad[i] = exc
             arr = np.empty(0, np.uint32)
         parts.append(arr)
@@ -585,7 +595,7 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
             else:  # pragma: no cover - the scan and the single call disagree: a bug
                 raise AssertionError(f"completion {b} was flagged but parses alone")
         if errors == "raise":
-            raise type(exc)(f"completion {b}: {exc}")
+            raise _with_index(exc, f"completion {b}") from exc
         error_text[b] = str(exc)
         error_type[b] = type(exc).__name__
         if errors == "recover" and b not in bad_input:

@@ -398,11 +398,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:
-        # a closed pipe (e.g. `| head`) is not an error of ours
-        try:
-            sys.stdout = None  # type: ignore[assignment]
-        finally:
-            return EXIT_OK
+        # a closed pipe (e.g. `| head`) is not an error of ours; point stdout at /dev/null so
+        # that the interpreter's final flush does not fail again
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except (OSError, ValueError) as exc:
         print(f"harmony-np: {exc}", file=sys.stderr)
         return EXIT_USAGE

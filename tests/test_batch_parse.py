@@ -81,7 +81,7 @@ def test_random_batches_equal_single_parses(enc, hnp, draws, data):
     role = data.draw(st.sampled_from([None, "assistant"]))
     strict = data.draw(st.booleans())
     comps = []
-    for tokens, r, _ in items:
+    for tokens, _role, _ in items:
         if role is not None and tokens and tokens[0] == START:
             tokens = tokens[2:]
         comps.append(tokens)

@@ -258,7 +258,7 @@ SCHEMAS = {
         "type": "object",
         "properties": {
             1: {"type": "string"},
-            True: {"type": "number"},
+            True: {"type": "number"},  # noqa: F601 - the same key as 1, on purpose
             None: {},
             2.5: {},
             "ключ": {"type": "string"},

@@ -147,3 +147,12 @@ def test_shared_prompt_large_batch(enc, hnp):
     assert len(rb) == 2000
     for i in (0, 1, 999, 1999):
         assert rb[i].tolist() == enc.render_conversation_for_completion(convs[i], hnp.Role.ASSISTANT)
+
+
+def test_lone_surrogate_in_a_batch(enc, hnp):
+    good = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "x")])
+    bad_name = hnp.Conversation.from_messages([hnp.Message.from_author_and_content(hnp.Author.new(hnp.Role.TOOL, "a\ud800"), "x")])
+    bad_text = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "b\udfff")])
+    for bad in (bad_name, bad_text):
+        with pytest.raises(ValueError, match="lone surrogate"):
+            enc.render_batch([good, bad])

@@ -561,9 +561,10 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
         r = _ROLES.get(rv)
         if r is None:
             raise ValueError(f"unknown role: {rv}")
-    t = _TABLES.get(id(enc._vocab))
-    if t is None or t.vocab is not enc._vocab:
-        t = tables(enc)
+    try:
+        t = enc._parse_tables
+    except AttributeError:
+        t = enc._parse_tables = tables(enc)
     n = len(buf)
     if n < SCAN_KERNEL_MIN:
         if src is None:

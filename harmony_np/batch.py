@@ -392,7 +392,7 @@ class MessageTable:
 
     def _to_messages(self) -> List[List[Message]]:
         texts = self.content_texts()
-        strings = self.strings
+        sv = self.strings + [None]  # code -1 indexes the trailing None
         out: List[List[Message]] = [[] for _ in range(len(self.errors))]
         new = object.__new__
         cols = zip(
@@ -402,15 +402,15 @@ class MessageTable:
         for b, rc, nc, cc, rcp, ctc, text in cols:
             author = new(Author)
             author.role = ROLES[rc]
-            author.name = strings[nc] if nc >= 0 else None
+            author.name = sv[nc]
             content = new(TextContent)
             content.text = text
             m = new(Message)
             m.author = author
             m.content = [content]
-            m.channel = strings[cc] if cc >= 0 else None
-            m.recipient = strings[rcp] if rcp >= 0 else None
-            m.content_type = strings[ctc] if ctc >= 0 else None
+            m.channel = sv[cc]
+            m.recipient = sv[rcp]
+            m.content_type = sv[ctc]
             out[b].append(m)
         return out
 

@@ -41,6 +41,7 @@ _CONSTRAIN_TEXT = "<|constrain|>"
 _END_LIST = [END]
 _CALL_LIST = [CALL]
 _START_LIST = [START]
+_NO_SPECIAL: frozenset = frozenset()
 _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
 # Rust's Debug of the role, as it appears in openai_harmony's error text
 _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
@@ -137,8 +138,11 @@ class Renderer:
         self._encode = getattr(core, "encode_ordinary", None) or bpe.encode_ordinary
         self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
         self._headers: dict = {}
+        self._list_arrays: dict = {}  # id(header or terminator list) -> its uint32 array
         self._texts: dict = {}
         self._text_tokens = 0
+        self._arrays: dict = {}  # text -> uint32 array, for the NumPy forms
+        self._array_tokens = 0
         self._pool: Optional[ThreadPoolExecutor] = None
         self._workers = max(1, min(os.cpu_count() or 1, 8))
 
@@ -235,6 +239,7 @@ class Renderer:
         entry = (author + rest, author, rest)
         if len(self._headers) > 65_536:
             self._headers.clear()
+            self._list_arrays.clear()
         self._headers[key] = entry
         return entry
 
@@ -356,25 +361,32 @@ class Renderer:
         return out
 
     def to_array(self, plan: list, out: Optional[np.ndarray] = None):
-        """Assemble ``plan`` into a new ``uint32`` array, or into ``out`` (returns the count)."""
-        texts = [p for p in plan if p.__class__ is str]
-        encoded = iter(self._encode_arrays(texts))
+        """Assemble ``plan`` into a new ``uint32`` array, or into ``out`` (returns the count).
+
+        Texts come from tiktoken as ``uint32`` buffers and headers from arrays cached beside
+        their lists, so no Python int is made per token.
+        """
         parts = []
         return_last = False
+        text_array = self._text_array
+        list_arrays = self._list_arrays
         for p in plan:
             if p.__class__ is str:
-                parts.append(next(encoded))
+                parts.append(text_array(p))
             elif p is _RETURN_MARK:
                 return_last = True
             else:
-                parts.append(np.asarray(p, dtype=np.uint32))
+                a = list_arrays.get(id(p))
+                if a is None:
+                    # headers and terminators live as long as the header cache, which clears
+                    # this map with it, so their id() cannot be reused while it is here
+                    a = list_arrays[id(p)] = np.asarray(p, dtype=np.uint32)
+                parts.append(a)
         n = 0
         for a in parts:
             n += a.shape[0]
         if out is None:
             result = np.concatenate(parts) if parts else np.empty(0, np.uint32)
-            if result.dtype != np.uint32:
-                result = result.astype(np.uint32)
             if return_last and n:
                 result[n - 1] = RETURN
             return result
@@ -388,21 +400,22 @@ class Renderer:
             out[n - 1] = RETURN
         return n
 
-    def _encode_arrays(self, texts: List[str]) -> List[np.ndarray]:
-        if not texts:
-            return []
-        buf = self._encode_buffer
-        cached = self._texts
-        out: List[Any] = []
-        for t in texts:
-            toks = cached.get(t)
-            if toks is not None:
-                out.append(np.asarray(toks, dtype=np.uint32))
-            elif buf is not None and len(t) > 256:
-                out.append(np.frombuffer(buf(t, set()), dtype=np.uint32))
-            else:
-                out.append(np.asarray(self.encode_text(t), dtype=np.uint32))
-        return out
+    def _text_array(self, text: str) -> np.ndarray:
+        """``uint32`` tokens of ``text``, cached like :meth:`encode_text`'s lists."""
+        arr = self._arrays.get(text)
+        if arr is None:
+            buf = self._encode_buffer
+            if buf is not None:
+                arr = np.frombuffer(buf(text, _NO_SPECIAL), dtype=np.uint32)
+            else:  # pragma: no cover - tiktoken without the buffer API
+                arr = np.asarray(self._encode(text), dtype=np.uint32)
+            if len(text) <= _TEXT_CACHE_MAX_CHARS:
+                self._array_tokens += arr.shape[0]
+                if self._array_tokens > _TEXT_CACHE_MAX_TOKENS:
+                    self._arrays.clear()
+                    self._array_tokens = arr.shape[0]
+                self._arrays[text] = arr
+        return arr
 
     # -- drop-in entry points --------------------------------------------------------------
     def render_message(self, message: Message, render_options: Optional[RenderOptions] = None) -> List[int]:

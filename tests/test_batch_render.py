@@ -24,7 +24,8 @@ def renderable(enc, hnp, docs):
     for doc in docs:
         conv = hnp.Conversation.from_json(json.dumps(doc))
         try:
-            enc.render_conversation(conv)
+            # keeping analysis renders every message: if that works, every mode and config does
+            enc.render_conversation(conv, hnp.RenderConversationConfig(auto_drop_analysis=False))
         except Exception:
             continue
         out.append(conv)

@@ -24,7 +24,6 @@ from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
 _MODES = ("completion", "conversation", "training")
-_NO_SPECIAL: frozenset = frozenset()
 
 
 class RaggedTokens:
@@ -286,9 +285,27 @@ def _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator,
     return pieces, flags
 
 
+# Fresh texts are joined by this special token and encoded in one tiktoken call: tiktoken encodes
+# the text between special tokens on its own, so each text gets exactly its encode_ordinary
+# tokens, without one Python-to-Rust call per text. (A text holding the separator itself is
+# encoded on its own. The separator cannot arise across a text boundary: no proper prefix of it
+# is also a suffix of it.)
+_JOIN_TEXT = "<|reserved_200999|>"
+_JOIN_ID = 200999
+_JOIN_SET = frozenset([_JOIN_TEXT])
+
+
+def _encode_joined(buf, texts: List[str]) -> List[np.ndarray]:
+    arr = np.frombuffer(buf(_JOIN_TEXT.join(texts), _JOIN_SET), dtype=np.uint32)
+    cuts = np.flatnonzero(arr == _JOIN_ID)
+    starts = [0] + (cuts + 1).tolist()
+    stops = cuts.tolist() + [arr.shape[0]]
+    return [arr[a:z] for a, z in zip(starts, stops)]
+
+
 def _encode_texts(renderer, texts: Sequence[str]) -> list:
-    """uint32 buffers (``array.array`` or tiktoken's buffer) of ``texts``; cached ones come from
-    the renderer's text cache, long fresh ones are encoded on its thread pool."""
+    """uint32 buffers of ``texts``: cached ones from the renderer's text cache, fresh ones in
+    joined tiktoken calls, split over the thread pool when there is enough text."""
     out: List[Any] = [None] * len(texts)
     fresh = []
     cached = renderer._texts
@@ -296,32 +313,41 @@ def _encode_texts(renderer, texts: Sequence[str]) -> list:
         toks = cached.get(t)
         if toks is not None:
             out[i] = array.array("I", toks)
+        elif _JOIN_TEXT in t:
+            out[i] = array.array("I", renderer._encode(t))
         else:
             fresh.append(i)
     if not fresh:
         return out
     buf = renderer._encode_buffer
-    if buf is not None:
-        def encode(chunk):
-            return [buf(texts[i], _NO_SPECIAL) for i in chunk]
-    else:  # pragma: no cover - tiktoken without the buffer API
-        def encode(chunk):
-            return [array.array("I", renderer._encode(texts[i])) for i in chunk]
+    if buf is None:  # pragma: no cover - tiktoken without the buffer API
+        for i in fresh:
+            out[i] = array.array("I", renderer._encode(texts[i]))
+        return out
     total = 0
     for i in fresh:
         total += len(texts[i])
     workers = renderer._workers
-    # a thread hand-off only pays for long texts (tiktoken holds the GIL between texts)
-    if workers > 1 and total >= 65_536 and total >= 1024 * len(fresh):
-        # interleave by length so each worker gets a similar share of characters
-        order = sorted(fresh, key=lambda i: -len(texts[i]))
-        chunks = [order[w::workers] for w in range(workers)]
-        for chunk, blobs in zip(chunks, renderer.pool().map(encode, chunks)):
-            for i, b in zip(chunk, blobs):
-                out[i] = b
+    if workers > 1 and total >= 65_536:
+        # contiguous chunks of similar size, one joined call each, on the pool
+        chunks: List[List[int]] = []
+        share = total / workers
+        chunk: List[int] = []
+        size = 0
+        for i in fresh:
+            chunk.append(i)
+            size += len(texts[i])
+            if size >= share and len(chunks) < workers - 1:
+                chunks.append(chunk)
+                chunk, size = [], 0
+        chunks.append(chunk)
+        results = renderer.pool().map(lambda c: _encode_joined(buf, [texts[i] for i in c]), chunks)
+        for chunk, arrays in zip(chunks, results):
+            for i, a in zip(chunk, arrays):
+                out[i] = a
     else:
-        for i, b in zip(fresh, encode(fresh)):
-            out[i] = b
+        for i, a in zip(fresh, _encode_joined(buf, [texts[i] for i in fresh])):
+            out[i] = a
     return out
 
 

@@ -157,3 +157,17 @@ def test_lone_surrogate_in_a_batch(enc, hnp):
     for bad in (bad_name, bad_text):
         with pytest.raises(ValueError, match="lone surrogate"):
             enc.render_batch([good, bad])
+
+
+def test_texts_holding_the_join_separator(enc, hnp):
+    # batch encoding joins fresh texts with a special token's text; texts that hold it (or bits
+    # of it at their edges) must still encode on their own
+    sep = "<|reserved_200999|>"
+    texts = ["plain", sep, f"a{sep}b", "<|reserved_200999|", "|>", "", "<|", f"x{sep}", "reserved_200999|>", "end"] * 20
+    convs = [hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, t + str(i))]) for i, t in enumerate(texts)]
+    convs += [hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, t)]) for t in texts[:10]]
+    rb = enc.render_batch(convs, mode="conversation")
+    assert rb.to_list() == [enc.render_conversation(c) for c in convs]
+    big = [hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, (t + " long text. ") * 400)]) for t in texts[:10]]
+    rb = enc.render_batch(big, mode="conversation")  # enough text for the thread pool
+    assert rb.to_list() == [enc.render_conversation(c) for c in big]

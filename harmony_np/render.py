@@ -153,14 +153,6 @@ class Renderer:
         return self._pool
 
     # -- encoding of texts -----------------------------------------------------------------
-    def encode_text(self, text: str) -> List[int]:
-        """Tokens of ``text`` (ordinary text: special-token text is not special), cached."""
-        toks = self._texts.get(text)
-        if toks is None:
-            toks = self._encode(text)
-            self._remember(text, toks)
-        return toks
-
     def _remember(self, text: str, toks: List[int]) -> None:
         if len(text) > _TEXT_CACHE_MAX_CHARS:
             return
@@ -401,7 +393,7 @@ class Renderer:
         return n
 
     def _text_array(self, text: str) -> np.ndarray:
-        """``uint32`` tokens of ``text``, cached like :meth:`encode_text`'s lists."""
+        """``uint32`` tokens of ``text``, cached like the lists of :meth:`to_list`."""
         arr = self._arrays.get(text)
         if arr is None:
             buf = self._encode_buffer

@@ -121,10 +121,7 @@ def parse_header_string(header: str, role: Optional[Role], with_recipient: bool)
             raise HarmonyError(ERR_NO_CHANNEL)
         channel = after[:end]
         header = header[:idx] + after[end:]
-    header = header.strip(WHITE_SPACE)
-    if _CONSTRAIN_MARK in header:
-        header = header.replace(_CONSTRAIN_MARK, " " + _CONSTRAIN_MARK).strip(WHITE_SPACE)
-    parts = [p for p in _ASCII_WS.split(header) if p]
+    parts = header_words(header)
 
     name = None
     if role is None:
@@ -148,6 +145,16 @@ def parse_header_string(header: str, role: Optional[Role], with_recipient: bool)
         recipient, content_type = take_recipient_and_type(parts)
     remaining = " ".join(parts) if parts else None
     return role, name, channel, recipient, content_type, remaining
+
+
+def header_words(header: str) -> list:
+    """The words of header text whose channel was taken out, split as the oracle splits them:
+    trimmed (Unicode white space), a space put before ``<|constrain|>``, then split on ASCII
+    white space only."""
+    header = header.strip(WHITE_SPACE)
+    if _CONSTRAIN_MARK in header:
+        header = header.replace(_CONSTRAIN_MARK, " " + _CONSTRAIN_MARK).strip(WHITE_SPACE)
+    return [p for p in _ASCII_WS.split(header) if p]
 
 
 def take_recipient_and_type(parts: list):

@@ -45,7 +45,6 @@ import numpy as np
 from .errors import HarmonyError
 from .model import Author, Message, Role, StreamState, TextContent
 from .parse import (
-    _ASCII_WS,
     _CHANNEL_END,
     _CHANNEL_MARK,
     _CONSTRAIN_MARK,
@@ -60,6 +59,7 @@ from .parse import (
     Tables,
     _gather,
     build_messages,
+    header_words,
     parse_header_string,
     take_recipient_and_type,
     remaining_error,
@@ -298,10 +298,7 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
             else:
                 header = header[:idx] + " " + after
                 diags.append(("empty_channel", f"<|channel|> has no value; the channel is left unset{why}"))
-    header = header.strip(WHITE_SPACE)
-    if _CONSTRAIN_MARK in header:
-        header = header.replace(_CONSTRAIN_MARK, " " + _CONSTRAIN_MARK).strip(WHITE_SPACE)
-    parts = [p for p in _ASCII_WS.split(header) if p]
+    parts = header_words(header)
 
     name = None
     if role is None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import Author, Message, RenderConversationConfig, Role, TextContent
-from .render import _START_LIST, _as_role
+from .render import _START_LIST, _as_role, _messages_of, _not_a_message
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
@@ -237,6 +237,11 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
             raise  # a lone surrogate: the caller turns it into the oracle's ValueError
         except (HarmonyError, ValueError, TypeError) as exc:
             raise _with_index(exc, f"conversation {index}") from exc
+        except AttributeError as exc:
+            bad = _not_a_message(_messages_of(conv))
+            if bad is None:
+                raise
+            raise _with_index(bad, f"conversation {index}") from exc
         row_occ.append(len(occ_piece))
 
     # piece table: every distinct piece's tokens back to back, joined as bytes (no Python int

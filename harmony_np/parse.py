@@ -552,7 +552,7 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
         src = tokens
     elif not (isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu"):
         src = tokens = list(tokens)
-    rv = None if role is None else str(role.value)
+    rv = None if role is None else (role._value_ if role.__class__ is Role else str(role.value))
     if src is not None:
         try:
             buf = array.array("I", src)

@@ -110,10 +110,15 @@ def _messages_of(conversation: Any) -> List[Message]:
             f"conversation must be a Conversation or a list of Message, got "
             f"{type(conversation).__name__}: {conversation!r}"
         )
-    for i, m in enumerate(msgs):
-        if m.__class__ is not Message and not isinstance(m, Message):
-            raise TypeError(f"conversation item {i} is not a Message: {type(m).__name__}: {m!r}")
     return msgs
+
+
+def _not_a_message(msgs: Sequence[Any]) -> Optional[TypeError]:
+    """The error for the first item of ``msgs`` that is not a Message, or None."""
+    for i, m in enumerate(msgs):
+        if not isinstance(m, Message):
+            return TypeError(f"conversation item {i} is not a Message: {type(m).__name__}: {m!r}")
+    return None
 
 
 def _as_role(role: Any) -> Role:
@@ -209,7 +214,7 @@ class Renderer:
                 raise HarmonyError("Tools should have a name!")
             author += enc(name)
         else:
-            author += enc(role.value)
+            author += enc(role._value_)
             if name is not None:
                 author += enc(":" + name)
         rest: List[int] = []
@@ -315,13 +320,21 @@ class Renderer:
             next_role = _as_role(next_role)
         elif mode != "conversation" and mode != "training":
             raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
-        msgs, kept, has_fn = self.select(conversation, config)
-        plan: list = []
-        for m in kept:
-            self._plan_message(m, has_fn, plan)
+        try:
+            msgs, kept, has_fn = self.select(conversation, config)
+            plan: list = []
+            for m in kept:
+                self._plan_message(m, has_fn, plan)
+        except AttributeError:
+            # a conversation's items are checked only when something fails: the common case
+            # pays nothing for it
+            exc = _not_a_message(_messages_of(conversation))
+            if exc is not None:
+                raise exc from None
+            raise
         if mode == "completion":
             plan.append(_START_LIST)
-            plan.append(next_role.value)
+            plan.append(next_role._value_)  # ._value_: Enum's .value property is slow
         elif mode == "training":
             if msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
                 plan.append(_RETURN_MARK)

@@ -96,7 +96,7 @@ class StreamableParser:
 
     def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = False) -> None:
         # the oracle's order: role.value in Python, then pyo3 checks strict, then the role name
-        rv = None if role is None else str(role.value)
+        rv = None if role is None else (role._value_ if role.__class__ is Role else str(role.value))
         if not hasattr(encoding, "_vocab"):
             raise AttributeError(f"'{type(encoding).__name__}' object has no attribute '_inner'")
         self._strict = check_strict(strict)

@@ -202,3 +202,16 @@ def test_lone_surrogate_is_a_value_error_like_the_oracle(oracle, oenc, hnp, enc)
         enc.render_conversation_np(conv(hnp))
     with pytest.raises(ValueError, match="lone surrogate"):
         enc.render(conv(hnp).messages[0])
+
+
+def test_a_non_message_slipped_into_a_conversation(hnp, enc):
+    conv = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "x")])
+    conv.messages.append("not a message")  # the list is the caller's to change
+    with pytest.raises(TypeError, match="conversation item 1 is not a Message: str: 'not a message'"):
+        enc.render_conversation(conv)
+    with pytest.raises(TypeError, match="conversation item 1 is not a Message"):
+        enc.render_conversation_for_completion_np(conv, hnp.Role.ASSISTANT)
+    with pytest.raises(TypeError, match="conversation 0: conversation item 1 is not a Message"):
+        enc.render_batch([conv])
+    with pytest.raises(TypeError, match="conversation item 0 is not a Message"):
+        enc.render_conversation([42])

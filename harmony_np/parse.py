@@ -345,10 +345,17 @@ _TABLES: dict = {}
 
 
 def tables(enc) -> Tables:
+    """The lookup tables of ``enc``'s vocabulary (one per vocabulary; kept on the encoding too,
+    so that a call costs one attribute lookup)."""
+    try:
+        return enc._parse_tables
+    except AttributeError:
+        pass
     vocab = enc._vocab
     t = _TABLES.get(id(vocab))
     if t is None or t.vocab is not vocab:
         t = _TABLES[id(vocab)] = Tables(vocab)
+    enc._parse_tables = t
     return t
 
 
@@ -568,10 +575,7 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
         r = _ROLES.get(rv)
         if r is None:
             raise ValueError(f"unknown role: {rv}")
-    try:
-        t = enc._parse_tables
-    except AttributeError:
-        t = enc._parse_tables = tables(enc)
+    t = tables(enc)
     n = len(buf)
     if n < SCAN_KERNEL_MIN:
         if src is None:

@@ -685,19 +685,9 @@ class RecoveringStreamableParser(StreamableParser):
     def process(self, token: int) -> "RecoveringStreamableParser":
         """Consume one token (an id outside the vocabulary raises ``ValueError``)."""
         if token.__class__ is int and 0 <= token < N_ORDINARY:
-            # the plain parser's short path: ordinary text inside content
-            self._tokens.append(token)
-            if self._state == _CONTENT and not self._pending:
-                strs = self._strs
-                if strs is None:
-                    strs = self._strs = self._t.strs
-                s = strs[token]
-                if s is not None:
-                    self._parts.append(s)
-                    self._last = s
-                    return self
-            self._step(token)
-            return self
+            # the plain parser's own process (its short path for content text; otherwise it
+            # calls _step, which is this class's)
+            return StreamableParser.process(self, token)
         v = operator.index(token)
         if not 0 <= v < N_VOCAB:
             raise _bad_id(len(self._tokens), v)

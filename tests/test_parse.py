@@ -386,7 +386,14 @@ def completions(draw, oracle, oenc, pool):
     if role is not None and tokens and tokens[0] == START:
         cut = draw(st.sampled_from([1, 2]))
         tokens = tokens[cut:]
-    for _ in range(draw(st.integers(0, 4))):
+    mutate(draw, tokens, pool, 4)
+    strict = draw(st.booleans())
+    return tokens, role, strict
+
+
+def mutate(draw, tokens: list, pool, max_ops: int) -> None:
+    """Up to ``max_ops`` deletions, insertions and replacements (tokens drawn from ``pool``)."""
+    for _ in range(draw(st.integers(0, max_ops))):
         op = draw(st.sampled_from(["delete", "insert", "replace"]))
         pos = draw(st.integers(0, len(tokens)))
         if op == "insert":
@@ -396,8 +403,6 @@ def completions(draw, oracle, oenc, pool):
                 del tokens[pos]
             else:
                 tokens[pos] = draw(pool)
-    strict = draw(st.booleans())
-    return tokens, role, strict
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_parse import mutate
+
 START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN = 200006, 200005, 200008, 200007, 200002, 200012, 200003
 N_VOCAB = 201_089
 
@@ -261,16 +263,7 @@ def completions(draw, oracle, oenc, enc, pool_tokens):
     if role is not None and tokens and tokens[0] == START:
         tokens = tokens[draw(st.sampled_from([1, 2])) :]
     pool = st.sampled_from(pool_tokens) | st.integers(0, N_VOCAB - 1)
-    for _ in range(draw(st.integers(0, 3))):
-        op = draw(st.sampled_from(["delete", "insert", "replace"]))
-        pos = draw(st.integers(0, len(tokens)))
-        if op == "insert":
-            tokens.insert(pos, draw(pool))
-        elif tokens and pos < len(tokens):
-            if op == "delete":
-                del tokens[pos]
-            else:
-                tokens[pos] = draw(pool)
+    mutate(draw, tokens, pool, 3)
     return tokens, role, draw(st.booleans())
 
 

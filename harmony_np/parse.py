@@ -551,6 +551,78 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
     return out
 
 
+_START_BYTES = array.array("I", [START]).tobytes()
+_MESSAGE_BYTES = array.array("I", [MESSAGE]).tobytes()
+_END_BYTES = array.array("I", [END]).tobytes()
+_CALL_BYTES = array.array("I", [CALL]).tobytes()
+_RETURN_BYTES = array.array("I", [RETURN]).tobytes()
+
+
+def _parse_short(t: Tables, src: list, data: bytes, role: Optional[Role]) -> Optional[List[Message]]:
+    """Strict parse of a short, well-formed completion with ``bytes.find`` on its uint32 bytes;
+    None when anything is unusual (the general path then gives the answer or the error).
+
+    A match of a 4-byte pattern at an offset that is not a multiple of 4 needs a token of at
+    least 2**24 next to it, so every aligned match is a real token and a misaligned one sends the
+    input to the general path. An unknown id in a content span makes ``decode_bytes`` raise.
+    """
+    n4 = len(data)
+    if not n4:
+        return None  # with a role given, that is an error
+    out: list = []
+    find = data.find
+    headers = t.headers
+    decode = t.decode_bytes
+    new = _object_new
+    hs = 0
+    r = role
+    while hs < n4:
+        if r is None:
+            if data[hs : hs + 4] != _START_BYTES:
+                return None
+            hs += 4
+        he = find(_MESSAGE_BYTES, hs)
+        if he < 0 or he & 3:
+            return None
+        key = data[hs:he]
+        hit = headers.get((r, key))
+        if hit is None or hit.__class__ is str:
+            return None
+        cs = he + 4
+        ce = find(_END_BYTES, cs)
+        stop = n4 if ce < 0 else ce
+        c = find(_CALL_BYTES, cs, stop)
+        if c >= 0:
+            stop = ce = c
+        c = find(_RETURN_BYTES, cs, stop)
+        if c >= 0:
+            ce = c
+        elif ce < 0:
+            ce = n4
+        if ce & 3:
+            return None
+        try:
+            text = decode(src[cs >> 2 : ce >> 2]).decode("utf-8", "replace")
+        except KeyError:
+            return None
+        mrole, name, channel, recipient, ctype = hit
+        author = new(Author)
+        author.role = mrole
+        author.name = name
+        content = new(TextContent)
+        content.text = text
+        m = new(Message)
+        m.author = author
+        m.content = [content]
+        m.channel = channel
+        m.recipient = recipient
+        m.content_type = ctype
+        out.append(m)
+        hs = ce + 4
+        r = None
+    return out
+
+
 def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> List[Message]:
     """Messages of ``tokens`` exactly as openai_harmony parses them (or its error)."""
     # the oracle's order of checks: list(tokens), role.value, each token, strict, the role name
@@ -580,6 +652,10 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
     if n < SCAN_KERNEL_MIN:
         if src is None:
             src = buf.tolist()
+        if strict is True:
+            out = _parse_short(t, src, buf.tobytes(), r)
+            if out is not None:
+                return out
         specials = [i for i, x in enumerate(src) if x >= N_ORDINARY]
         recs, status, pos = scan_py(src, specials, r is not None, strict)
         return build_messages(t, buf, src, None, recs, status, pos, r)

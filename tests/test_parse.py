@@ -145,6 +145,42 @@ def test_tool_call_fields(enc, hnp, E):
     assert m.content == [hnp.TextContent('{"latitude":48.8566,"longitude":2.3522}')]
 
 
+def _straddling_pair(token, shift):
+    """Two u32 ids whose little-endian bytes hold ``token``'s 4 bytes at byte offset ``shift``."""
+    raw = bytearray(b"\x01" * 8)
+    raw[shift : shift + 4] = token.to_bytes(4, "little")
+    return [int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")]
+
+
+@pytest.mark.parametrize("token", [START, MESSAGE, END, CALL, RETURN])
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_misaligned_formatting_bytes(oenc, enc, oracle, hnp, E, token, shift):
+    # the short-completion path searches the ids' bytes: a match that straddles two ids must not
+    # count as a formatting token
+    tool = E(TOOL_CALL)
+    check_same(oenc, enc, oracle, hnp, tool)  # caches the header
+    pair = _straddling_pair(token, shift)
+    at_message = tool.index(MESSAGE)
+    for where in (2, at_message, at_message + 1, len(tool) - 1, len(tool)):
+        for role in (None, "assistant"):
+            check_same(oenc, enc, oracle, hnp, tool[:where] + pair + tool[where:], role)
+            check_same(oenc, enc, oracle, hnp, tool[1:where] + pair + tool[where:], role)
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_misaligned_message_stream(oenc, enc, oracle, hnp, E, shift):
+    # a whole well-formed message whose bytes sit ``shift`` bytes off the id boundaries, after an
+    # aligned one: every formatting token of the second message straddles two ids, and its
+    # content ids (multiples of 256) still give known ids when read off by ``shift`` bytes
+    check_same(oenc, enc, oracle, hnp, E("<|start|>assistant<|message|>x<|end|>"))  # caches the header
+    first = array.array("I", E("<|start|>user<|message|>a")).tobytes()
+    second = array.array("I", E("<|end|><|start|>assistant<|message|>") + [256, 512, 768]).tobytes()
+    data = first + b"\x00" * shift + second + b"\x00" * (4 - shift)
+    tokens = array.array("I", data).tolist()
+    got = check_same(oenc, enc, oracle, hnp, tokens)
+    assert not isinstance(got, list) or len(got) == 1, got
+
+
 def test_tool_role_names(enc, hnp, E):
     (m,) = enc.parse_messages_from_completion_tokens(E("<|start|>functions.x tool to=y<|message|>hi<|end|>"))
     assert (m.author.role, m.author.name, m.recipient) == (hnp.Role.TOOL, "functions.x", "y")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import Author, Message, RenderConversationConfig, Role, TextContent
-from .render import _START_LIST, _as_role, _messages_of, _not_a_message
+from .render import _START_LIST, _as_role, _messages_of, _not_a_message, raise_surrogate_error
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
@@ -236,6 +236,11 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
         except UnicodeEncodeError:
             raise  # a lone surrogate: the caller turns it into the oracle's ValueError
         except (HarmonyError, ValueError, TypeError) as exc:
+            if isinstance(exc, HarmonyError):
+                try:
+                    raise_surrogate_error(conv)  # reported first, as by a single render
+                except ValueError as surrogate:
+                    raise _with_index(surrogate, f"conversation {index}") from exc
             raise _with_index(exc, f"conversation {index}") from exc
         except AttributeError as exc:
             bad = _not_a_message(_messages_of(conv))

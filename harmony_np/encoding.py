@@ -185,12 +185,15 @@ class HarmonyEncoding:
         return self.renderer.render_conversation(conversation, config, mode="training")
 
     def _array(self, planner, args: tuple, out: Optional[np.ndarray]):
-        from .render import _surrogate_error
+        from .render import _surrogate_error, raise_surrogate_error
 
         try:
             return self.renderer.to_array(planner(*args), out)
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc) from None
+        except HarmonyError:
+            raise_surrogate_error(args[0])
+            raise
 
     # NumPy forms: a uint32 array, or written into ``out`` (a preallocated uint32 buffer), in
     # which case the number of tokens written is returned.

@@ -168,6 +168,15 @@ class Renderer:
             self._text_tokens = len(toks)
         self._texts[text] = toks
 
+    def _encode_fresh(self, text: str) -> Optional[List[int]]:
+        """Tokens of a text missing from the cache, now cached; None if ``text`` is long enough to
+        be encoded in parallel with the other texts of its render."""
+        if len(text) >= _PARALLEL_ONE_TEXT and self._workers > 1:
+            return None
+        toks = self._encode(text)
+        self._remember(text, toks)
+        return toks
+
     def encode_many(self, texts: List[str]) -> List[List[int]]:
         """Tokens of each text; fresh texts are encoded on a thread pool when that pays."""
         out: List[Any] = [None] * len(texts)
@@ -289,24 +298,38 @@ class Renderer:
         return plan
 
     @staticmethod
-    def select(conversation: Union[Conversation, Iterable[Message]], config: Optional[RenderConversationConfig]) -> tuple:
+    def kept_messages(msgs: List[Message], config: Optional[RenderConversationConfig]) -> List[Message]:
+        """The messages that are rendered: with auto-drop on and an assistant final message
+        last among the assistant's, the analysis messages before the first final go."""
+        if config is not None and not config.auto_drop_analysis:
+            return msgs
+        for m in reversed(msgs):
+            if m.author.role is _ASSISTANT:
+                if m.channel != "final":
+                    return msgs
+                break
+        else:
+            return msgs
+        for i, m in enumerate(msgs):
+            if m.channel == "final":
+                return [m for j, m in enumerate(msgs) if j >= i or m.channel != "analysis"]
+        return msgs  # pragma: no cover - the loop above found a final message
+
+    @classmethod
+    def select(cls, conversation: Union[Conversation, Iterable[Message]], config: Optional[RenderConversationConfig]) -> tuple:
         """``(messages, kept, has_function_tools)``: the conversation's messages, those that are
-        rendered (analysis before the first final dropped when that applies), and whether a
-        developer message declares function tools."""
+        rendered (see :meth:`kept_messages`), and whether a developer message declares function
+        tools."""
         msgs = _messages_of(conversation)
-        auto_drop = True if config is None else config.auto_drop_analysis
-        has_fn = _has_function_tools(msgs)
-        if auto_drop:
-            last_assistant_final = False
-            for m in reversed(msgs):
-                if m.author.role is _ASSISTANT:
-                    last_assistant_final = m.channel == "final"
-                    break
-            if last_assistant_final:
-                for i, m in enumerate(msgs):
-                    if m.channel == "final":
-                        return msgs, [m for j, m in enumerate(msgs) if j >= i or m.channel != "analysis"], has_fn
-        return msgs, msgs, has_fn
+        return msgs, cls.kept_messages(msgs, config), _has_function_tools(msgs)
+
+    @staticmethod
+    def _mode_role(mode: str, next_role: Any) -> Optional[Role]:
+        if mode == "completion":
+            return _as_role(next_role)
+        if mode != "conversation" and mode != "training":
+            raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
+        return None
 
     def conversation_plan(
         self,
@@ -316,10 +339,7 @@ class Renderer:
         next_role: Any = None,
     ) -> list:
         """The plan of a conversation in ``mode`` (completion, conversation or training)."""
-        if mode == "completion":
-            next_role = _as_role(next_role)
-        elif mode != "conversation" and mode != "training":
-            raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
+        next_role = self._mode_role(mode, next_role)
         try:
             msgs, kept, has_fn = self.select(conversation, config)
             plan: list = []
@@ -428,12 +448,93 @@ class Renderer:
             return self.to_list(self.message_plan(message, render_options))
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc) from None
+        except HarmonyError:
+            raise_surrogate_error(message)
+            raise
 
     def render_conversation(self, conversation, config, mode: str, next_role: Any = None) -> List[int]:
         try:
-            return self.to_list(self.conversation_plan(conversation, config, mode, next_role))
+            out = self._conversation_list(conversation, config, mode, next_role)
+            if out is None:
+                out = self.to_list(self.conversation_plan(conversation, config, mode, next_role))
+            return out
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc) from None
+        except HarmonyError:
+            raise_surrogate_error(conversation)
+            raise
+
+    def _conversation_list(self, conversation, config, mode: str, next_role: Any) -> Optional[List[int]]:
+        """:meth:`conversation_plan` and :meth:`to_list` fused into one pass over the messages,
+        for the list API, where per-call overhead is most of the cost of a small render.
+
+        Returns None when a fresh text is long enough to be worth encoding in parallel (the plan
+        path then renders, with what was encoded here cached).
+        """
+        if mode != "completion" or next_role.__class__ is not Role:
+            next_role = self._mode_role(mode, next_role)
+        try:
+            msgs = conversation.messages if conversation.__class__ is Conversation else _messages_of(conversation)
+            kept = self.kept_messages(msgs, config)
+            has_fn = None  # only a system message needs it
+            headers = self._headers
+            get = self._texts.get
+            out: List[int] = []
+            for m in kept:
+                author = m.author
+                role = author.role
+                recipient = m.recipient
+                key = (role, author.name, recipient, m.channel, m.content_type)
+                entry = headers.get(key)
+                if entry is None:
+                    entry = self.header_entry(*key)
+                out += entry[0]
+                content = m.content
+                if len(content) == 1 and content[0].__class__ is TextContent:
+                    text = content[0].text
+                    toks = get(text)
+                    if toks is None:
+                        toks = self._encode_fresh(text)
+                        if toks is None:
+                            return None
+                    out += toks
+                else:
+                    if has_fn is None:
+                        has_fn = _has_function_tools(msgs)
+                    for text in self.content_texts(m, role, has_fn):
+                        toks = get(text)
+                        if toks is None:
+                            toks = self._encode_fresh(text)
+                            if toks is None:
+                                return None
+                        out += toks
+                out += _CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST
+        except AttributeError:
+            exc = _not_a_message(_messages_of(conversation))
+            if exc is not None:
+                raise exc from None
+            raise
+        if next_role is not None:
+            out.append(START)
+            out += get(next_role._value_) or self._encode_fresh(next_role._value_)
+        elif mode == "training" and msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
+            out[-1] = RETURN
+        return out
+
+
+def raise_surrogate_error(rendered: Any) -> None:
+    """Raise the lone-surrogate ValueError if a text of ``rendered`` (a message or conversation)
+    has one. Called when rendering failed: the oracle reads its input as JSON before it renders
+    anything, so a lone surrogate anywhere is reported before any rendering error."""
+    msgs = [rendered] if isinstance(rendered, Message) else _messages_of(rendered)
+    for m in msgs:
+        for c in getattr(m, "content", ()):
+            text = getattr(c, "text", None)
+            if text.__class__ is str:
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise _surrogate_error(exc) from None
 
 
 def _surrogate_error(exc: UnicodeEncodeError) -> ValueError:

@@ -157,6 +157,12 @@ def test_lone_surrogate_in_a_batch(enc, hnp):
     for bad in (bad_name, bad_text):
         with pytest.raises(ValueError, match="lone surrogate"):
             enc.render_batch([good, bad])
+    # with a rendering error in the same conversation, the surrogate is still what is reported
+    both = hnp.Conversation.from_messages(
+        [hnp.Message.from_role_and_content(hnp.Role.TOOL, "no name"), hnp.Message.from_role_and_content(hnp.Role.USER, "b\udfff")]
+    )
+    with pytest.raises(ValueError, match="^conversation 1: .*lone surrogate"):
+        enc.render_batch([good, both])
 
 
 def test_texts_holding_the_join_separator(enc, hnp):

@@ -204,6 +204,47 @@ def test_lone_surrogate_is_a_value_error_like_the_oracle(oracle, oenc, hnp, enc)
         enc.render(conv(hnp).messages[0])
 
 
+def test_lone_surrogate_wins_over_a_later_rendering_error(oracle, oenc, hnp, enc):
+    # the oracle reads the conversation as JSON before rendering: the surrogate is what it reports,
+    # wherever it sits
+    for texts in (["ok", "a\ud800b"], ["a\ud800b", "ok"]):
+        def conv(h):
+            return h.Conversation.from_messages(
+                [
+                    h.Message.from_role_and_content(h.Role.USER, texts[0]),
+                    h.Message.from_role_and_content(h.Role.TOOL, "no name"),  # "Tools should have a name!"
+                    h.Message.from_role_and_content(h.Role.USER, texts[1]),
+                ]
+            )
+
+        with pytest.raises(ValueError):
+            oenc.render_conversation(conv(oracle))
+        for render in (enc.render_conversation, enc.render_conversation_for_training, enc.render_conversation_np):
+            with pytest.raises(ValueError, match="lone surrogate"):
+                render(conv(hnp))
+    with pytest.raises(hnp.HarmonyError, match="^Tools should have a name!$"):
+        enc.render_conversation(hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.TOOL, "x")]))
+
+
+def test_long_fresh_texts_match_oracle(oracle, oenc, hnp, enc):
+    # a fresh text this long sends the render to the plan path, which encodes texts in parallel
+    import random
+
+    rng = random.Random()
+    words = ["alpha", "beta", "gamma", "delta", "\u00e9t\u00e9", "12345", "\U0001F600", "  ", "\n"]
+    big = [" ".join(rng.choice(words) for _ in range(n)) for n in (3000, 5000)]
+    doc = {
+        "messages": [
+            {"role": "system", "content": [{"type": "system_content", "model_identity": "m", "channel_config": {"valid_channels": ["analysis", "final"], "channel_required": True}}]},
+            {"role": "user", "content": [{"type": "text", "text": "short " + big[0][:20]}]},
+            {"role": "assistant", "channel": "analysis", "content": [{"type": "text", "text": big[0]}]},
+            {"role": "assistant", "channel": "final", "content": [{"type": "text", "text": big[1]}]},
+        ]
+    }
+    assert min(len(t) for t in big) >= 8192
+    check_same(oracle, oenc, hnp, enc, doc)
+
+
 def test_a_non_message_slipped_into_a_conversation(hnp, enc):
     conv = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "x")])
     conv.messages.append("not a message")  # the list is the caller's to change

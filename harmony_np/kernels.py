@@ -15,7 +15,7 @@ def _copy_tokens(tokens, start, stop, flat, offsets, out, b):
     # bytes of tokens[start:stop] into out from b; unsigned indices spare Numba the
     # negative-index checks, which halves the time of this byte loop
     one = np.uint64(1)
-    for j in range(start, stop):
+    for j in range(np.uint64(start), np.uint64(stop)):
         t = tokens[j]
         q = np.uint64(offsets[t])
         z = np.uint64(offsets[t + 1])
@@ -116,10 +116,11 @@ def _scan_completion(tokens, role_given, strict, recs):
         j = cs
         while j < n:
             tok = tokens[j]
-            if _is_stop(tok):
-                break
-            if tok >= _N_VOCAB:
-                flags |= 2
+            if tok >= _N_ORDINARY:  # one comparison for the ordinary tokens of a content
+                if _is_stop(tok):
+                    break
+                if tok >= _N_VOCAB:
+                    flags |= 2
             j += 1
         recs[m, 0] = 0
         recs[m, 1] = hs
@@ -166,19 +167,21 @@ _MAX_TOKEN_BYTES = 128  # the longest token of o200k_base
 
 def scan_gather(tokens: np.ndarray, role_given: bool, strict: bool, flat: np.ndarray, offsets: np.ndarray):
     """:func:`scan_completion` plus the content bytes of its message records:
-    ``(records, status, pos, data, byte_off)``; record k's content is
+    ``(records, status, pos, data, byte_off)`` (``role_given`` and ``strict`` must be bools, records
+    are lists); record k's content is
     ``data[byte_off[k]:byte_off[k + 1]]`` (empty for a record whose content holds unknown ids,
     which the caller decodes another way). ``offsets`` must have room for every id below 2**32
     that the content may hold: contents with unknown ids are skipped, the rest are in the table.
     """
-    arr = np.ascontiguousarray(tokens, dtype=np.uint32)
+    arr = tokens if tokens.dtype == np.uint32 and tokens.flags.c_contiguous else np.ascontiguousarray(tokens, dtype=np.uint32)
     n = arr.shape[0]
     recs = np.empty((n // 2 + 1, 7), dtype=np.int64)
     # uninitialised room for the worst case: never touched beyond what is written
     out = np.empty(n * _MAX_TOKEN_BYTES, dtype=np.uint8)
     byte_off = np.empty(n // 2 + 2, dtype=np.int64)
-    m, status, pos = _scan_gather(arr, bool(role_given), bool(strict), recs, flat, offsets, out, byte_off)
-    return [tuple(r) for r in recs[:m].tolist()], int(status), int(pos), out, byte_off[: m + 1].tolist()
+    m, status, pos = _scan_gather(arr, role_given, strict, recs, flat, offsets, out, byte_off)
+    # records as lists, not tuples: the caller only unpacks them
+    return recs[:m].tolist(), status, pos, out, byte_off[: m + 1].tolist()
 
 
 @njit(cache=True, nogil=True)

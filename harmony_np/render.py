@@ -7,7 +7,9 @@ kept in a bounded cache, and when many texts are fresh they are encoded on a thr
 (tiktoken releases the GIL), so large renders use both cores.
 
 Rendering works in two steps: a *plan* (a list whose items are token lists or texts still to
-encode), then assembly into a list of ints or a ``uint32`` array.
+encode), then assembly into a list of ints or a ``uint32`` array. The drop-in list API of a
+conversation does both in one pass over the messages, since at a few µs per call every extra
+pass shows.
 """
 
 from __future__ import annotations

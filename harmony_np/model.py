@@ -659,6 +659,25 @@ class Message(_Model):
         return msg
 
 
+
+def text_message(role: Role, name: Optional[str], channel: Optional[str], recipient: Optional[str], content_type: Optional[str], text: str) -> Message:
+    """A one-text message from fields a parser has already checked (no constructor checks: this
+    is the hot path of every parser)."""
+    new = object.__new__
+    author = new(Author)
+    author.role = role
+    author.name = name
+    content = new(TextContent)
+    content.text = text
+    m = new(Message)
+    m.author = author
+    m.content = [content]
+    m.channel = channel
+    m.recipient = recipient
+    m.content_type = content_type
+    return m
+
+
 class Conversation(_Model):
     """An ordered list of messages."""
 

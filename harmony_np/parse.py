@@ -25,7 +25,7 @@ from typing import Any, List, Optional
 import numpy as np
 
 from .errors import HarmonyError
-from .model import Author, Message, Role, TextContent
+from .model import Message, Role, text_message
 from .tokens import _numpy_ints, as_u32, first_bad_token, token_buffer  # noqa: F401  (re-exported)
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
 
@@ -497,14 +497,10 @@ def scan_py(buf, specials: list, role_given: bool, strict: bool):
         expect = True
 
 
-_object_new = object.__new__
-
-
 def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: Optional[Role], gathered=None) -> List[Message]:
     """Messages of scanned records (``src``: the ids as a list, or None; ``arr``: a uint32 view;
     ``gathered``: ``(data, byte_off)`` of :func:`kernels.scan_gather`, or None)."""
     out = []
-    new = _object_new
     if gathered is not None:
         view = memoryview(gathered[0])
         bo = gathered[1]
@@ -517,7 +513,6 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
                 hit = t.header(key, buf[hs:he], r)
             elif hit.__class__ is str:
                 raise HarmonyError(hit)
-            mrole, name, channel, recipient, ctype = hit
             if flags & FLAG_CONTENT_UNKNOWN:
                 text = stream_text(t, buf[cs:ce])
             elif gathered is not None:
@@ -529,21 +524,9 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
                     arr = np.frombuffer(buf, dtype=np.uint32)
                 text = _gather(t, arr, cs, ce).decode("utf-8", "replace")
         else:
-            header = decode_utf8(t, buf[hs:he].tolist())
-            mrole, name, channel, recipient, ctype, remaining = parse_header_string(header, r, False)
+            *hit, remaining = parse_header_string(decode_utf8(t, buf[hs:he].tolist()), r, False)
             text = remaining or ""
-        author = new(Author)
-        author.role = mrole
-        author.name = name
-        content = new(TextContent)
-        content.text = text
-        m = new(Message)
-        m.author = author
-        m.content = [content]
-        m.channel = channel
-        m.recipient = recipient
-        m.content_type = ctype
-        out.append(m)
+        out.append(text_message(*hit, text))
     if status == ST_UNEXPECTED:
         raise unexpected_token_error(buf[pos])
     if status == ST_EOS_HEADER:
@@ -573,7 +556,6 @@ def _parse_short(t: Tables, src: list, data: bytes, role: Optional[Role]) -> Opt
     find = data.find
     headers = t.headers
     decode = t.decode_bytes
-    new = _object_new
     hs = 0
     r = role
     while hs < n4:
@@ -605,19 +587,7 @@ def _parse_short(t: Tables, src: list, data: bytes, role: Optional[Role]) -> Opt
             text = decode(src[cs >> 2 : ce >> 2]).decode("utf-8", "replace")
         except KeyError:
             return None
-        mrole, name, channel, recipient, ctype = hit
-        author = new(Author)
-        author.role = mrole
-        author.name = name
-        content = new(TextContent)
-        content.text = text
-        m = new(Message)
-        m.author = author
-        m.content = [content]
-        m.channel = channel
-        m.recipient = recipient
-        m.content_type = ctype
-        out.append(m)
+        out.append(text_message(*hit, text))
         hs = ce + 4
         r = None
     return out

@@ -43,7 +43,7 @@ from typing import Any, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .errors import HarmonyError
-from .model import Author, Message, Role, StreamState, TextContent
+from .model import Message, Role, StreamState, text_message
 from .parse import (
     _CHANNEL_END,
     _CHANNEL_MARK,
@@ -215,16 +215,7 @@ def as_role(role: Any) -> Optional[Role]:
 
 # -- messages -------------------------------------------------------------------------------
 
-_new = object.__new__
-
-
-def _message(role, name, channel, recipient, content_type, text) -> Message:
-    a = _new(Author)
-    a.role = role
-    a.name = name
-    c = _new(TextContent)
-    c.text = text
-    return Message._make(a, [c], channel, recipient, content_type)
+_message = text_message
 
 
 # -- header repair --------------------------------------------------------------------------

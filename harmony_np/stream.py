@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from .errors import HarmonyError
-from .model import Author, Message, Role, StreamState, TextContent
+from .model import Message, Role, StreamState, text_message
 from .parse import (
     ERR_EOS_HEADER,
     GATHER_MIN,
@@ -44,20 +44,12 @@ _HEADER = 1
 _CONTENT = 2
 _STATES = (StreamState.EXPECT_START, StreamState.HEADER, StreamState.CONTENT)
 
-_new = object.__new__
-_make_message = Message._make
 
 # process_tokens takes shorter inputs in a Python loop (_feed_small), longer ones with a kernel
 _BULK_MIN = 128  # measured crossover: below it the Python loop beats a kernel call
 
 
-def _message(role, name, channel, recipient, content_type, text) -> Message:
-    a = _new(Author)
-    a.role = role
-    a.name = name
-    c = _new(TextContent)
-    c.text = text
-    return _make_message(a, [c], channel, recipient, content_type)
+_message = text_message
 
 
 def _copy_message(m: Message) -> Message:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import Author, Message, RenderConversationConfig, Role, TextContent
-from .render import _START_LIST, _as_role, _messages_of, _not_a_message, raise_surrogate_error
+from .render import _START_LIST, _as_role, _ends_in_final, _messages_of, _not_a_message, raise_surrogate_error
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
@@ -230,7 +230,7 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
                 occ_piece.append(role_pid)
                 occ_flag.append(0)
                 occ_flag.append(0)
-            elif mode == "training" and msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
+            elif mode == "training" and _ends_in_final(msgs):
                 return_rows.append(index)
         except UnicodeEncodeError:
             raise  # a lone surrogate: the caller turns it into the oracle's ValueError

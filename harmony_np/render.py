@@ -354,13 +354,18 @@ class Renderer:
             if exc is not None:
                 raise exc from None
             raise
+        self._plan_end(plan, msgs, mode, next_role)
+        return plan
+
+    @staticmethod
+    def _plan_end(plan: list, msgs: List[Message], mode: str, next_role: Optional[Role]) -> None:
+        """What follows the messages: the next turn's start (completion), or ``<|return|>`` in
+        place of the last token (training, a conversation that ends in a final message)."""
         if mode == "completion":
             plan.append(_START_LIST)
             plan.append(next_role._value_)  # ._value_: Enum's .value property is slow
-        elif mode == "training":
-            if msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
-                plan.append(_RETURN_MARK)
-        return plan
+        elif mode == "training" and _ends_in_final(msgs):
+            plan.append(_RETURN_MARK)
 
     # -- assembly --------------------------------------------------------------------------
     def to_list(self, plan: list, encoded: Optional[dict] = None) -> List[int]:
@@ -456,22 +461,19 @@ class Renderer:
 
     def render_conversation(self, conversation, config, mode: str, next_role: Any = None) -> List[int]:
         try:
-            out = self._conversation_list(conversation, config, mode, next_role)
-            if out is None:
-                out = self.to_list(self.conversation_plan(conversation, config, mode, next_role))
-            return out
+            return self._conversation_list(conversation, config, mode, next_role)
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc) from None
         except HarmonyError:
             raise_surrogate_error(conversation)
             raise
 
-    def _conversation_list(self, conversation, config, mode: str, next_role: Any) -> Optional[List[int]]:
+    def _conversation_list(self, conversation, config, mode: str, next_role: Any) -> List[int]:
         """:meth:`conversation_plan` and :meth:`to_list` fused into one pass over the messages,
         for the list API, where per-call overhead is most of the cost of a small render.
 
-        Returns None when a fresh text is long enough to be worth encoding in parallel (the plan
-        path then renders, with what was encoded here cached).
+        At the first fresh text long enough to be worth encoding in parallel, the messages from
+        there on go through the plan path, which encodes their texts on the thread pool.
         """
         if mode != "completion" or next_role.__class__ is not Role:
             next_role = self._mode_role(mode, next_role)
@@ -482,7 +484,8 @@ class Renderer:
             headers = self._headers
             get = self._texts.get
             out: List[int] = []
-            for m in kept:
+            for i, m in enumerate(kept):
+                mark = len(out)
                 author = m.author
                 role = author.role
                 recipient = m.recipient
@@ -500,7 +503,7 @@ class Renderer:
                     if toks is None:
                         toks = self._encode_fresh(text)
                         if toks is None:
-                            return None
+                            return self._list_rest(out, mark, kept[i:], msgs, has_fn, mode, next_role)
                     out += toks
                 else:
                     if has_fn is None:
@@ -510,7 +513,7 @@ class Renderer:
                         if toks is None:
                             toks = self._encode_fresh(text)
                             if toks is None:
-                                return None
+                                return self._list_rest(out, mark, kept[i:], msgs, has_fn, mode, next_role)
                         out += toks
                 out += _CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST
         except AttributeError:
@@ -521,9 +524,26 @@ class Renderer:
         if next_role is not None:
             out.append(START)
             out += get(next_role._value_) or self._encode_fresh(next_role._value_)
-        elif mode == "training" and msgs and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final":
+        elif mode == "training" and _ends_in_final(msgs):
             out[-1] = RETURN
         return out
+
+    def _list_rest(self, out: List[int], mark: int, rest: List[Message], msgs: List[Message], has_fn, mode: str, next_role) -> List[int]:
+        """``out[:mark]`` followed by the messages ``rest`` and the end of the render, through a
+        plan (whose fresh texts are encoded in parallel)."""
+        if has_fn is None:
+            has_fn = _has_function_tools(msgs)
+        plan: list = []
+        for m in rest:
+            self._plan_message(m, has_fn, plan)
+        self._plan_end(plan, msgs, mode, next_role)
+        del out[mark:]
+        out += self.to_list(plan)
+        return out
+
+def _ends_in_final(msgs: List[Message]) -> bool:
+    """Whether the conversation ends in an assistant message on the final channel."""
+    return bool(msgs) and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final"
 
 
 def raise_surrogate_error(rendered: Any) -> None:

@@ -232,10 +232,11 @@ def test_long_fresh_texts_match_oracle(oracle, oenc, hnp, enc):
 
     rng = random.Random()
     words = ["alpha", "beta", "gamma", "delta", "\u00e9t\u00e9", "12345", "\U0001F600", "  ", "\n"]
-    big = [" ".join(rng.choice(words) for _ in range(n)) for n in (3000, 5000)]
+    big = [" ".join(rng.choice(words) for _ in range(n)) for n in (3000, 5000, 2500)]
     doc = {
         "messages": [
             {"role": "system", "content": [{"type": "system_content", "model_identity": "m", "channel_config": {"valid_channels": ["analysis", "final"], "channel_required": True}}]},
+            {"role": "developer", "content": [{"type": "developer_content", "instructions": big[2]}, {"type": "text", "text": "and more"}]},
             {"role": "user", "content": [{"type": "text", "text": "short " + big[0][:20]}]},
             {"role": "assistant", "channel": "analysis", "content": [{"type": "text", "text": big[0]}]},
             {"role": "assistant", "channel": "final", "content": [{"type": "text", "text": big[1]}]},
@@ -243,6 +244,8 @@ def test_long_fresh_texts_match_oracle(oracle, oenc, hnp, enc):
     }
     assert min(len(t) for t in big) >= 8192
     check_same(oracle, oenc, hnp, enc, doc)
+    _, conv = both(oracle, hnp, doc)
+    assert len(enc.render_conversation_for_completion(conv, hnp.Role.ASSISTANT)) > 5_000  # rendered, not an error
 
 
 def test_a_non_message_slipped_into_a_conversation(hnp, enc):

@@ -92,7 +92,7 @@ class LargeRender:
 
 
 class LargeCompletion:
-    """The large completion (about 1,100 tokens): parse at once, per token, in chunks."""
+    """The large completion (1,288 tokens): parse at once, per token, in chunks."""
 
     number = 20
     repeat = (3, 10, 20.0)
@@ -105,6 +105,7 @@ class LargeCompletion:
         _ENC.parse_messages_from_completion_tokens(warm, None)
         _stream(warm)
         h.StreamableParser(_ENC, None).process_tokens(warm[:16])
+        h.StreamableParser(_ENC, None).process_tokens(warm[:256])  # loads the bulk path's kernel
 
     def time_parse_large_completion_warm(self):
         _ENC.parse_messages_from_completion_tokens(self.tokens, None)
@@ -118,11 +119,17 @@ class LargeCompletion:
     def time_stream_large_completion_cold(self):
         _stream(next(self.fresh))
 
-    def time_stream_large_chunked16(self):
+    def _chunked(self, size):
         p = h.StreamableParser(_ENC, None)
         toks = next(self.fresh)
-        for i in range(0, len(toks), 16):
-            p.process_tokens(toks[i : i + 16])
+        for i in range(0, len(toks), size):
+            p.process_tokens(toks[i : i + size])
+
+    def time_stream_large_chunked16(self):
+        self._chunked(16)
+
+    def time_stream_large_chunked256(self):
+        self._chunked(256)
 
 
 class Batch:
@@ -134,10 +141,17 @@ class Batch:
     timeout = 300
 
     def setup(self):
+        import numpy as np
+
         self.convs = bench.batch_inputs(h, 10_000, seed=next(_TAGS))
         self.completions = bench.completions(h, 10_000)
+        self.flat = np.fromiter((t for c in self.completions for t in c), dtype=np.uint32)
+        self.offsets = np.zeros(len(self.completions) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in self.completions], out=self.offsets[1:])
+        # first calls load the kernels from numba's cache: not what is measured
         _ENC.render_batch(self.convs[:2])
         _ENC.render_batch(self.convs[:2], mode="training")
+        _ENC.parse_batch(self.completions[:2]).to_messages()
 
     def time_render_batch_10k_shared_prompt(self):
         _ENC.render_batch(self.convs)
@@ -148,6 +162,21 @@ class Batch:
     def time_parse_loop_10k(self):
         for c in self.completions:
             _ENC.parse_messages_from_completion_tokens(c, None)
+
+    def time_parse_batch_10k_to_messages(self):
+        _ENC.parse_batch(self.completions).to_messages()
+
+    def time_parse_batch_10k_columnar_flat(self):
+        _ENC.parse_batch(self.flat, offsets=self.offsets)
+
+    def track_parse_batch_columnar_tokens_per_second(self):
+        import time
+
+        t0 = time.perf_counter()
+        _ENC.parse_batch(self.flat, offsets=self.offsets)
+        return len(self.flat) / (time.perf_counter() - t0)
+
+    track_parse_batch_columnar_tokens_per_second.unit = "tokens/s"
 
     def track_render_batch_tokens_per_second(self):
         import time
@@ -167,6 +196,9 @@ class Memory:
 
     def peakmem_render_batch_10k(self):
         _ENC.render_batch(bench.batch_inputs(h, 10_000))
+
+    def peakmem_parse_batch_10k_to_messages(self):
+        _ENC.parse_batch(bench.completions(h, 10_000)).to_messages()
 
 
 class Startup:

@@ -23,6 +23,13 @@ def _fresh(builder, n):
     return [builder(f" #{next(_TAGS)}") for _ in range(n)]
 
 
+def _chunked(tokens, size):
+    p = h.StreamableParser(_ENC, None)
+    for i in range(0, len(tokens), size):
+        p.process_tokens(tokens[i : i + size])
+    return p
+
+
 def _stream(tokens):
     p = h.StreamableParser(_ENC, None)
     for t in tokens:
@@ -104,8 +111,8 @@ class LargeCompletion:
         warm = bench.large_completion_tokens(h, _ENC, " warm-up")
         _ENC.parse_messages_from_completion_tokens(warm, None)
         _stream(warm)
-        h.StreamableParser(_ENC, None).process_tokens(warm[:16])
-        h.StreamableParser(_ENC, None).process_tokens(warm[:256])  # loads the bulk path's kernel
+        _chunked(warm, 16)
+        _chunked(warm, 256)  # loads the bulk path's kernels
 
     def time_parse_large_completion_warm(self):
         _ENC.parse_messages_from_completion_tokens(self.tokens, None)
@@ -119,17 +126,11 @@ class LargeCompletion:
     def time_stream_large_completion_cold(self):
         _stream(next(self.fresh))
 
-    def _chunked(self, size):
-        p = h.StreamableParser(_ENC, None)
-        toks = next(self.fresh)
-        for i in range(0, len(toks), size):
-            p.process_tokens(toks[i : i + size])
-
     def time_stream_large_chunked16(self):
-        self._chunked(16)
+        _chunked(next(self.fresh), 16)
 
     def time_stream_large_chunked256(self):
-        self._chunked(256)
+        _chunked(next(self.fresh), 256)
 
 
 class Batch:
@@ -189,7 +190,8 @@ class Batch:
 
 
 class Memory:
-    """Peak memory of loading and of batch work."""
+    """Peak memory of loading and of batch work (asv reports the benchmark process's peak RSS,
+    so the batch figures include building their 10,000 inputs)."""
 
     def peakmem_load_encoding(self):
         h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS).encode("load the BPE too")

@@ -338,7 +338,7 @@ def _encode_texts(renderer, texts: Sequence[str]) -> list:
         total += len(texts[i])
     workers = renderer._workers
     if workers > 1 and total >= 65_536:
-        # contiguous chunks of similar size, one joined call each, on the pool
+        # contiguous chunks of similar size, one joined call each, one per thread
         chunks: List[List[int]] = []
         share = total / workers
         chunk: List[int] = []
@@ -350,7 +350,7 @@ def _encode_texts(renderer, texts: Sequence[str]) -> list:
                 chunks.append(chunk)
                 chunk, size = [], 0
         chunks.append(chunk)
-        results = renderer.pool().map(lambda c: _encode_joined(buf, [texts[i] for i in c]), chunks)
+        results = renderer.run_parallel(lambda core, c: _encode_joined(core.encode_to_tiktoken_buffer, [texts[i] for i in c]), chunks)
         for chunk, arrays in zip(chunks, results):
             for i, a in zip(chunk, arrays):
                 out[i] = a

@@ -15,8 +15,9 @@ pass shows.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -102,6 +103,37 @@ def _has_function_tools(messages: Sequence[Message]) -> bool:
     return False
 
 
+def bpe_threads() -> int:
+    """How many threads encode fresh text: ``$HARMONY_NP_BPE_THREADS``, else the usable cores,
+    at most 4 (each thread after the first holds its own copy of the BPE, about 47 MiB)."""
+    value = os.environ.get("HARMONY_NP_BPE_THREADS")
+    if value is not None:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"HARMONY_NP_BPE_THREADS must be a positive integer, got {value!r}") from None
+        if n < 1:
+            raise ValueError(f"HARMONY_NP_BPE_THREADS must be a positive integer, got {value!r}")
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def balanced_groups(sizes: Sequence[int], k: int) -> List[List[int]]:
+    """Indices of ``sizes`` in at most ``k`` non-empty groups of similar total size (largest
+    first, each to the lightest group so far)."""
+    groups: List[List[int]] = [[] for _ in range(min(k, len(sizes)))]
+    totals = [0] * len(groups)
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        g = totals.index(min(totals))
+        groups[g].append(i)
+        totals[g] += sizes[i]
+    return groups
+
+
 def _messages_of(conversation: Any) -> List[Message]:
     if isinstance(conversation, Conversation):
         msgs = conversation.messages
@@ -144,6 +176,9 @@ class Renderer:
         # openai_harmony refuses (see _surrogate_error)
         self._encode = getattr(core, "encode_ordinary", None) or bpe.encode_ordinary
         self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
+        self._core = core
+        self._vocab = encoding._vocab
+        self._local = threading.local()  # a pool thread's own copy of the BPE
         self._headers: dict = {}
         self._list_arrays: dict = {}  # id(header or terminator list) -> its uint32 array
         self._texts: dict = {}
@@ -151,13 +186,28 @@ class Renderer:
         self._arrays: dict = {}  # text -> uint32 array, for the NumPy forms
         self._array_tokens = 0
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._workers = max(1, min(os.cpu_count() or 1, 8))
+        self._workers = bpe_threads() if core is not None else 1
 
     def pool(self) -> ThreadPoolExecutor:
-        """The thread pool that encodes fresh texts in parallel (started on first use)."""
+        """The threads that encode fresh texts beside the calling thread (started on first use)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="harmony_np-bpe")
+            self._pool = ThreadPoolExecutor(self._workers - 1, thread_name_prefix="harmony_np-bpe")
         return self._pool
+
+    def _thread_core(self):
+        """The calling pool thread's own tiktoken ``CoreBPE`` (built on its first task): threads
+        sharing one encode no faster than one thread (see :meth:`Vocabulary.new_bpe`)."""
+        core = getattr(self._local, "core", None)
+        if core is None:
+            core = self._local.core = self._vocab.new_bpe()._core_bpe
+        return core
+
+    def run_parallel(self, fn: Callable[[Any, Any], Any], groups: Sequence[Any]) -> list:
+        """``[fn(core, group) for group in groups]``, the first group on the calling thread with
+        the encoding's own ``CoreBPE``, the others on the pool, each thread with its own copy."""
+        futures = [self.pool().submit(lambda g: fn(self._thread_core(), g), g) for g in groups[1:]]
+        first = fn(self._core, groups[0])
+        return [first] + [f.result() for f in futures]
 
     # -- encoding of texts -----------------------------------------------------------------
     def _remember(self, text: str, toks: List[int]) -> None:
@@ -197,12 +247,12 @@ class Renderer:
         for t in todo:
             total += len(t)
         if self._workers > 1 and len(todo) > 1 and total >= _PARALLEL_MIN_CHARS:
-            # largest first, so the pool's last task is a short one
-            order = sorted(range(len(todo)), key=lambda k: -len(todo[k]))
-            results = list(self.pool().map(self._encode, [todo[k] for k in order]))
+            groups = balanced_groups([len(t) for t in todo], self._workers)
+            results = self.run_parallel(lambda core, g: [core.encode_ordinary(todo[k]) for k in g], groups)
             encoded: List[Any] = [None] * len(todo)
-            for k, r in zip(order, results):
-                encoded[k] = r
+            for g, toks_of_group in zip(groups, results):
+                for k, toks in zip(g, toks_of_group):
+                    encoded[k] = toks
         else:
             encoded = [self._encode(t) for t in todo]
         for i, toks in zip(fresh, encoded):

@@ -144,10 +144,9 @@ def test_shared_prompt_large_batch(enc, hnp):
     sys_ = hnp.Message.from_role_and_content(hnp.Role.SYSTEM, hnp.SystemContent.new())
     dev = hnp.Message.from_role_and_content(hnp.Role.DEVELOPER, hnp.DeveloperContent.new().with_instructions("Be brief. " * 50))
     convs = [hnp.Conversation.from_messages([sys_, dev, hnp.Message.from_role_and_content(hnp.Role.USER, f"Question {i}: " + "why? " * (i % 50))]) for i in range(2000)]
-    rb = enc.render_batch(convs)
+    rb = enc.render_batch(convs)  # enough fresh text for the threads (one BPE copy each)
     assert len(rb) == 2000
-    for i in (0, 1, 999, 1999):
-        assert rb[i].tolist() == enc.render_conversation_for_completion(convs[i], hnp.Role.ASSISTANT)
+    assert rb.to_list() == [enc.render_conversation_for_completion(c, hnp.Role.ASSISTANT) for c in convs]
 
 
 def test_lone_surrogate_in_a_batch(enc, hnp):

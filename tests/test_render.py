@@ -259,3 +259,51 @@ def test_a_non_message_slipped_into_a_conversation(hnp, enc):
         enc.render_batch([conv])
     with pytest.raises(TypeError, match="conversation item 0 is not a Message"):
         enc.render_conversation([42])
+
+
+def test_balanced_groups():
+    from harmony_np.render import balanced_groups
+
+    sizes = [5, 1, 9, 3, 3, 7]
+    groups = balanced_groups(sizes, 2)
+    assert sorted(i for g in groups for i in g) == list(range(len(sizes)))
+    totals = sorted(sum(sizes[i] for i in g) for g in groups)
+    assert totals == [13, 15]  # largest first, each to the lighter group: 9+3+3 and 7+5+1
+    assert balanced_groups([4], 3) == [[0]]  # never an empty group
+    assert balanced_groups([], 2) == []
+
+
+def test_bpe_threads_setting(monkeypatch):
+    from harmony_np.render import bpe_threads
+
+    monkeypatch.setenv("HARMONY_NP_BPE_THREADS", "3")
+    assert bpe_threads() == 3
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("HARMONY_NP_BPE_THREADS", bad)
+        with pytest.raises(ValueError, match=f"HARMONY_NP_BPE_THREADS must be a positive integer, got '{bad}'"):
+            bpe_threads()
+    monkeypatch.delenv("HARMONY_NP_BPE_THREADS")
+    assert 1 <= bpe_threads() <= 4
+
+
+def test_parallel_encoding_threads_use_their_own_bpe(hnp, enc):
+    # every thread of the pool encodes with a copy of the BPE of its own (threads sharing one
+    # encode no faster than one thread), and the tokens are those of the serial encode
+    import threading
+
+    r = enc.renderer
+    if r._workers < 2:
+        pytest.skip("one BPE thread on this machine")
+    texts = [f"text {i} " + "lorem ipsum dolor " * (600 + 37 * i) for i in range(6)]
+    cores = set()
+    seen = threading.Lock()
+
+    def encode(core, group):
+        with seen:
+            cores.add(id(core))
+        return [core.encode_ordinary(texts[i]) for i in group]
+
+    groups = [[0, 1, 2], [3, 4, 5]]
+    out = r.run_parallel(encode, groups)
+    assert [toks for g in out for toks in g] == [r._encode(t) for t in texts]
+    assert len(cores) == 2 and id(r._core) in cores

@@ -149,8 +149,9 @@ class Batch:
         self.flat = np.fromiter((t for c in self.completions for t in c), dtype=np.uint32)
         self.offsets = np.zeros(len(self.completions) + 1, dtype=np.int64)
         np.cumsum([len(c) for c in self.completions], out=self.offsets[1:])
-        # first calls load the kernels from numba's cache: not what is measured
-        _ENC.render_batch(self.convs[:2])
+        # first calls load the kernels from numba's cache and give the encoding threads their
+        # copies of the BPE: not what is measured
+        _ENC.render_batch(bench.batch_inputs(h, 2_000, seed=next(_TAGS)))
         _ENC.render_batch(self.convs[:2], mode="training")
         _ENC.parse_batch(self.completions[:2]).to_messages()
 

@@ -228,8 +228,10 @@ def time_batch(h, n: int) -> Dict[str, float]:
     enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
     out: Dict[str, float] = {}
     convs = batch_inputs(h, n)
-    if hasattr(enc, "render_batch"):  # first calls load the kernels: not what is measured
-        enc.render_batch(batch_inputs(h, 2, seed=-1))
+    if hasattr(enc, "render_batch"):
+        # first calls load the kernels and give the encoding threads their BPE copies: not what
+        # is measured
+        enc.render_batch(batch_inputs(h, 2000, seed=-1))
         enc.parse_batch(completions(h, 2, seed=-1)).to_messages()
     gc.collect()
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ bounds-check, so an unchecked id would read outside the byte table.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -220,11 +220,10 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
 # -- batch rendering -----------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask):
-    n_rows = row_occ_off.shape[0] - 1
+@njit(cache=True, nogil=True)
+def _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask, lo, hi):
     one = np.uint64(1)
-    for r in prange(n_rows):
+    for r in range(lo, hi):
         pos = np.uint64(out_off[r])
         for k in range(row_occ_off[r], row_occ_off[r + 1]):
             p = occ[k]
@@ -240,13 +239,26 @@ def _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens,
                 j += one
 
 
+# below this many tokens (or bytes), one thread does the copy: a hand-off costs more
+_SPLIT_MIN = 1 << 18
+
+
 def assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask: bool) -> None:
-    """Copy the pieces of each row into ``out_tokens`` (and their flags into ``out_mask``).
+    """Copy the pieces of each row into ``out_tokens`` (and their flags into ``out_mask``), rows
+    split over :mod:`harmony_np.threads`.
 
     Callers guarantee: piece ids in ``occ`` index ``pool_off``; ``out_off`` is the running sum
     of piece lengths per row, so the writes stay inside ``out_tokens``.
     """
-    _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask)
+    from .threads import run_parallel, split_by_weight, thread_count
+
+    ranges = split_by_weight(out_off, thread_count(), _SPLIT_MIN)
+    run_parallel(
+        [
+            lambda lo=lo, hi=hi: _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask, lo, hi)
+            for lo, hi in ranges
+        ]
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -326,30 +338,40 @@ def span_hashes(tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarra
     return a, b
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off):
-    n = span_start.shape[0]
-    sizes = np.empty(n, np.int64)
-    for r in prange(n):
+@njit(cache=True, nogil=True)
+def _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi):
+    for r in range(lo, hi):
         total = 0
         for j in range(span_start[r], span_stop[r]):
             t = tokens[j]
             total += offsets[t + 1] - offsets[t]
         sizes[r] = total
-    byte_off[0] = 0
-    for r in range(n):
-        byte_off[r + 1] = byte_off[r] + sizes[r]
-    out = np.empty(byte_off[n], np.uint8)
-    for r in prange(n):
+
+
+@njit(cache=True, nogil=True)
+def _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, out, lo, hi):
+    for r in range(lo, hi):
         _copy_tokens(tokens, span_start[r], span_stop[r], flat, offsets, out, np.uint64(byte_off[r]))
-    return out
 
 
 def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarray):
-    """The bytes of many token spans back to back, and their byte offsets (len n + 1).
+    """The bytes of many token spans back to back, and their byte offsets (len n + 1); the copy
+    is split over :mod:`harmony_np.threads`.
 
     Callers guarantee the spans are in bounds and hold only ids below ``len(offsets) - 1``.
     """
-    byte_off = np.empty(span_start.shape[0] + 1, dtype=np.int64)
-    data = _gather_spans(flat, offsets, tokens, span_start, span_stop, byte_off)
+    from .threads import run_parallel, split_by_weight, thread_count
+
+    n = span_start.shape[0]
+    threads = thread_count()
+    byte_off = np.zeros(n + 1, dtype=np.int64)
+    sizes = byte_off[1:]
+    span_tokens = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(span_stop - span_start, out=span_tokens[1:])
+    ranges = split_by_weight(span_tokens, threads, _SPLIT_MIN // 8)
+    run_parallel([lambda lo=lo, hi=hi: _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi) for lo, hi in ranges])
+    np.cumsum(byte_off, out=byte_off)
+    data = np.empty(int(byte_off[-1]), dtype=np.uint8)
+    ranges = split_by_weight(byte_off, threads, _SPLIT_MIN)
+    run_parallel([lambda lo=lo, hi=hi: _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, data, lo, hi) for lo, hi in ranges])
     return data, byte_off

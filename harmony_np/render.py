@@ -14,9 +14,7 @@ pass shows.
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -34,6 +32,7 @@ from .model import (
     TextContent,
 )
 from .schema import CONVERSATION_JSON_DEPTH, MESSAGE_JSON_DEPTH, tools_section
+from .threads import run_parallel, thread_count
 from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
 
 _ASSISTANT = Role.ASSISTANT
@@ -103,25 +102,6 @@ def _has_function_tools(messages: Sequence[Message]) -> bool:
     return False
 
 
-def bpe_threads() -> int:
-    """How many threads encode fresh text: ``$HARMONY_NP_BPE_THREADS``, else the usable cores,
-    at most 4 (each thread after the first holds its own copy of the BPE, about 47 MiB)."""
-    value = os.environ.get("HARMONY_NP_BPE_THREADS")
-    if value is not None:
-        try:
-            n = int(value)
-        except ValueError:
-            raise ValueError(f"HARMONY_NP_BPE_THREADS must be a positive integer, got {value!r}") from None
-        if n < 1:
-            raise ValueError(f"HARMONY_NP_BPE_THREADS must be a positive integer, got {value!r}")
-        return n
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
-
-
 def balanced_groups(sizes: Sequence[int], k: int) -> List[List[int]]:
     """Indices of ``sizes`` in at most ``k`` non-empty groups of similar total size (largest
     first, each to the lightest group so far)."""
@@ -185,14 +165,7 @@ class Renderer:
         self._text_tokens = 0
         self._arrays: dict = {}  # text -> uint32 array, for the NumPy forms
         self._array_tokens = 0
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._workers = bpe_threads() if core is not None else 1
-
-    def pool(self) -> ThreadPoolExecutor:
-        """The threads that encode fresh texts beside the calling thread (started on first use)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers - 1, thread_name_prefix="harmony_np-bpe")
-        return self._pool
+        self._workers = thread_count() if core is not None else 1
 
     def _thread_core(self):
         """The calling pool thread's own tiktoken ``CoreBPE`` (built on its first task): threads
@@ -205,9 +178,9 @@ class Renderer:
     def run_parallel(self, fn: Callable[[Any, Any], Any], groups: Sequence[Any]) -> list:
         """``[fn(core, group) for group in groups]``, the first group on the calling thread with
         the encoding's own ``CoreBPE``, the others on the pool, each thread with its own copy."""
-        futures = [self.pool().submit(lambda g: fn(self._thread_core(), g), g) for g in groups[1:]]
-        first = fn(self._core, groups[0])
-        return [first] + [f.result() for f in futures]
+        tasks = [lambda: fn(self._core, groups[0])]
+        tasks += [lambda g=g: fn(self._thread_core(), g) for g in groups[1:]]
+        return run_parallel(tasks)
 
     # -- encoding of texts -----------------------------------------------------------------
     def _remember(self, text: str, toks: List[int]) -> None:

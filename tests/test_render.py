@@ -294,32 +294,3 @@ def test_parallel_encoding_threads_use_their_own_bpe(hnp, enc):
     out = r.run_parallel(encode, groups)
     assert [toks for g in out for toks in g] == [r._encode(t) for t in texts]
     assert len(cores) == 2 and id(r._core) in cores
-
-
-def _render_big_in_child(queue):
-    import harmony_np as hnp
-
-    enc = hnp.load_harmony_encoding(hnp.HarmonyEncodingName.HARMONY_GPT_OSS)
-    msgs = [hnp.Message.from_role_and_content(hnp.Role.USER, f"child {i} " + "lorem ipsum " * 2000) for i in range(4)]
-    queue.put(len(enc.render_conversation(hnp.Conversation.from_messages(msgs))))
-
-
-def test_parallel_render_in_a_forked_child(hnp, enc):
-    # a child forked after the parent used its encoding threads inherits the pool object but not
-    # the threads: its own parallel render must start new ones, not wait forever
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("no fork on this platform")
-    msgs = [hnp.Message.from_role_and_content(hnp.Role.USER, f"parent {i} " + "dolor sit " * 2000) for i in range(4)]
-    enc.render_conversation(hnp.Conversation.from_messages(msgs))  # starts the pool here
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_render_big_in_child, args=(queue,))
-    child.start()
-    child.join(60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung in its parallel render")
-    assert child.exitcode == 0
-    assert queue.get(timeout=5) > 4 * 2000

@@ -44,6 +44,29 @@ def test_run_parallel_order_and_errors():
         run_parallel([lambda: 1, boom])
 
 
+def _in_forked_child(target, timeout: float):
+    """What ``target(queue)`` put on the queue, run in a forked child; fails on a hang or a
+    death."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(queue,))
+    child.start()
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert child.exitcode == 0, f"the forked child died with exit code {child.exitcode}"
+    return queue.get(timeout=5)
+
+
+def _render_big(h, tag):
+    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    msgs = [h.Message.from_role_and_content(h.Role.USER, f"{tag} {i} " + "lorem ipsum " * 2000) for i in range(4)]
+    return len(enc.render_conversation(h.Conversation.from_messages(msgs)))
+
+
 def _batch_work(h, seed):
     from harmony_np.bench import batch_inputs, completions
 
@@ -57,26 +80,29 @@ def _batch_work(h, seed):
     return len(rb), len(msgs)
 
 
-def _child(queue):
+def _child_render(queue):
+    import harmony_np as h
+
+    queue.put(_render_big(h, "child"))
+
+
+def _child_batch(queue):
     import harmony_np as h
 
     queue.put(_batch_work(h, 2))
 
 
-def test_batch_work_in_a_forked_child(hnp, monkeypatch):
-    # a DataLoader-style worker forked after the parent rendered and parsed batches: its own batch
-    # work must run (numba's OpenMP layer kills such a child; the pool's threads are not inherited)
-    if "fork" not in multiprocessing.get_all_start_methods():
-        pytest.skip("no fork on this platform")
+def test_parallel_render_in_a_forked_child(hnp, monkeypatch):
+    # a child forked after the parent used the pool inherits the pool object but not its threads:
+    # its own parallel render must start new ones, not wait forever
     monkeypatch.setenv("HARMONY_NP_THREADS", "2")  # threads even on a one-core runner
+    assert _render_big(hnp, "parent") > 4 * 2000
+    assert _in_forked_child(_child_render, 60) > 4 * 2000
+
+
+def test_batch_work_in_a_forked_child(hnp, monkeypatch):
+    # a data-loader-style worker forked after the parent rendered and parsed batches: its own
+    # batch work must run (numba's OpenMP layer killed such a child)
+    monkeypatch.setenv("HARMONY_NP_THREADS", "2")
     assert _batch_work(hnp, 1) == (3000, 300)
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_child, args=(queue,))
-    child.start()
-    child.join(120)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung")
-    assert child.exitcode == 0, f"the forked child died with exit code {child.exitcode}"
-    assert queue.get(timeout=5) == (3000, 300)
+    assert _in_forked_child(_child_batch, 120) == (3000, 300)

@@ -94,6 +94,29 @@ class _Stop(Exception):
     pass
 
 
+class _Run:
+    """A command's output and progress bar, closed however the command ends; a stop at a bad
+    line (``_Stop``) ends the block and sets ``stopped``."""
+
+    def __init__(self, out, bar=None) -> None:
+        self.out = out
+        self.bar = bar
+        self.stopped = False
+
+    def __enter__(self) -> "_Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.bar is not None:
+            self.bar.close()
+        _close_out(self.out)
+        self.stopped = exc_type is _Stop
+        return self.stopped
+
+    def exit_code(self, failures: "_Failures") -> int:
+        return EXIT_FAILED if self.stopped else failures.exit_code()
+
+
 def _progress(quiet: bool, what: str, total: Optional[int] = None):
     """A tqdm bar on stderr when it is a terminal (and not --quiet), else None."""
     if quiet or not sys.stderr.isatty():
@@ -113,9 +136,9 @@ def cmd_render(args) -> int:
     want_mask = args.mode == "training" or args.loss_mask
     failures = _Failures(args.input, args.keep_going)
     rows_tokens, rows_offsets, rows_mask, rows_line = [], [0], [], []
-    out = None if npz else _open_out(args.output)
-    bar = _progress(args.quiet, "conversations")
-    try:
+    run = _Run(None if npz else _open_out(args.output), _progress(args.quiet, "conversations"))
+    out, bar = run.out, run.bar
+    with run:
         with _open_in(args.input) as fin:
             lines = ((no, line) for no, line in enumerate(fin, 1) if line.strip())
             for chunk in _chunks(lines, CHUNK):
@@ -142,12 +165,8 @@ def cmd_render(args) -> int:
                         out.write("\n")
                 if bar is not None:
                     bar.update(len(chunk))
-    except _Stop:
+    if run.stopped:
         return EXIT_FAILED
-    finally:
-        if bar is not None:
-            bar.close()
-        _close_out(out)
     if npz:
         import numpy as np
 
@@ -189,8 +208,9 @@ def _token_line(line: str) -> List[int]:
     return doc
 
 
-def _completion_chunks(path: str, failures: "_Failures") -> Iterator[Tuple[list, list]]:
-    """Chunks of (line numbers, token lists) from JSON Lines or an .npz (tokens, offsets)."""
+def _completion_chunks(path: str) -> Iterator[Tuple[list, list]]:
+    """Chunks of (line numbers, token lists) from JSON Lines or an .npz (tokens, offsets); a
+    line that is not a token list comes as its ``ValueError``, in its place."""
     if path.endswith(".npz"):
         import numpy as np
 
@@ -212,11 +232,18 @@ def _completion_chunks(path: str, failures: "_Failures") -> Iterator[Tuple[list,
                 try:
                     toks = _token_line(line)
                 except ValueError as exc:
-                    failures.report(no, type(exc).__name__, str(exc))
-                    continue
+                    toks = exc
                 nos.append(no)
                 comps.append(toks)
             yield nos, comps
+
+
+def _error_line(out, failures: "_Failures", no: int, kind: str, text: str) -> None:
+    """Report a bad line and write its error in its place, so that output lines stay aligned
+    with input lines."""
+    failures.report(no, kind, text)
+    out.write(json.dumps({"error": text, "error_type": kind}, ensure_ascii=False))
+    out.write("\n")
 
 
 def cmd_parse(args) -> int:
@@ -225,54 +252,50 @@ def cmd_parse(args) -> int:
     enc = _encoding()
     role = Role(args.role) if args.role else None
     failures = _Failures(args.input, args.keep_going)
-    out = _open_out(args.output)
-    bar = _progress(args.quiet, "completions")
-    try:
-        for nos, comps in _completion_chunks(args.input, failures):
-            mode = "recover" if args.recover else "collect"
-            table = enc.parse_batch(comps, role=role, strict=not args.non_strict, errors=mode)
-            per_completion = table.to_messages()
-            for no, msgs, err, kind in zip(nos, per_completion, table.errors, table.error_types):
-                if err is not None and args.recover and kind == "HarmonyError":
+    run = _Run(_open_out(args.output), _progress(args.quiet, "completions"))
+    out, bar = run.out, run.bar
+    with run:
+        mode = "recover" if args.recover else "collect"
+        for nos, comps in _completion_chunks(args.input):
+            good = [c for c in comps if not isinstance(c, ValueError)]
+            table = enc.parse_batch(good, role=role, strict=not args.non_strict, errors=mode)
+            results = iter(zip(table.to_messages(), table.errors, table.error_types))
+            for no, comp in zip(nos, comps):
+                if isinstance(comp, ValueError):
+                    _error_line(out, failures, no, "ValueError", str(comp))
+                    continue
+                msgs, err, kind = next(results)
+                if err is not None and not (args.recover and kind == "HarmonyError"):
+                    _error_line(out, failures, no, kind, err)
+                    continue
+                if err is not None:
                     # recovered: the messages, and what was repaired, by line
                     print(f"harmony-np: {args.input}:{no}: recovered: {err}", file=sys.stderr)
-                    out.write(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
-                elif err is not None:
-                    failures.report(no, kind, err)
-                    out.write(json.dumps({"error": err, "error_type": kind}, ensure_ascii=False))
-                else:
-                    out.write(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
+                out.write(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
                 out.write("\n")
             if bar is not None:
                 bar.update(len(nos))
-    except _Stop:
-        return EXIT_FAILED
-    finally:
-        if bar is not None:
-            bar.close()
-        _close_out(out)
-    return failures.exit_code()
+    return run.exit_code(failures)
 
 
 def cmd_decode(args) -> int:
     enc = _encoding()
     failures = _Failures(args.input, args.keep_going)
-    out = _open_out(args.output)
-    try:
-        for nos, comps in _completion_chunks(args.input, failures):
+    run = _Run(_open_out(args.output))
+    out = run.out
+    with run:
+        for nos, comps in _completion_chunks(args.input):
             for no, toks in zip(nos, comps):
                 try:
+                    if isinstance(toks, ValueError):
+                        raise toks
                     text = enc.decode(toks)
                 except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
-                    failures.report(no, type(exc).__name__, str(exc))
+                    _error_line(out, failures, no, type(exc).__name__, str(exc))
                     continue
                 out.write(json.dumps(text, ensure_ascii=False))
                 out.write("\n")
-    except _Stop:
-        return EXIT_FAILED
-    finally:
-        _close_out(out)
-    return failures.exit_code()
+    return run.exit_code(failures)
 
 
 def cmd_stop_tokens(args) -> int:

@@ -91,6 +91,33 @@ def test_bad_lines_are_reported_by_number(tmp_path):
     assert f"{toks}:3: HarmonyError: Unexpected EOS while waiting for message header to complete" in r.stderr
 
 
+def test_first_bad_line_stops_each_command(tmp_path):
+    # without --keep-going every command stops at the first bad line, in line order, with exit
+    # code 3, its output closed; with it, every line has its output line (an error object for a
+    # bad one) and the exit code is 1
+    toks = tmp_path / "t.jsonl"
+    toks.write_text("[200006, 1428, 200008, 3686, 200007]\n[1, 2]\n\"x\"\n[200006, 1428, 200008, 3686, 200007]\n")
+    r = run(["parse", str(toks)], check_rc=3)
+    assert f"{toks}:2: HarmonyError: Unexpected token 1 while expecting start token 200006" in r.stderr
+    r = run(["decode", str(toks)], check_rc=3)
+    assert f"{toks}:3: ValueError: expected a JSON list of token ids" in r.stderr
+    assert len(r.stdout.splitlines()) == 2
+    r = run(["decode", "--keep-going", str(toks)], check_rc=1)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and "1 line(s) failed" in r.stderr  # aligned with the input
+    assert json.loads(lines[2]) == {"error": "expected a JSON list of token ids (or an object with 'tokens')", "error_type": "ValueError"}
+    r = run(["parse", "--keep-going", str(toks)], check_rc=1)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and json.loads(lines[2])["error_type"] == "ValueError"
+    assert json.loads(lines[3])[0]["content"][0]["text"] == "hi"
+    assert r.stderr.index(f"{toks}:2:") < r.stderr.index(f"{toks}:3:")  # reported in line order
+    out = tmp_path / "r.npz"
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\nnot json\n")
+    run(["render", "-o", str(out), str(src)], check_rc=3)
+    assert not out.exists()  # a stopped render writes no partial .npz
+
+
 def test_decode_and_stop_tokens():
     r = run(["decode", "-"], stdin="[200006, 1428, 200008, 3686, 200007]\n", check_rc=0)
     assert json.loads(r.stdout) == "<|start|>user<|message|>hi<|end|>"

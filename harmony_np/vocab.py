@@ -103,10 +103,13 @@ class Vocabulary:
     def bpe(self):
         """The tiktoken ``Encoding`` (built on first use: its construction takes ~0.1 s)."""
         if not self._bpe:
-            flat = self.flat.tobytes()
-            o = self.offsets.tolist()
-            self._bpe.append(_tiktoken_encoding({flat[o[i] : o[i + 1]]: i for i in range(N_ORDINARY)}))
+            self._bpe.append(_tiktoken_encoding(self._ranks()))
         return self._bpe[0]
+
+    def _ranks(self) -> dict:
+        flat = self.flat.tobytes()
+        o = self.offsets.tolist()
+        return {flat[o[i] : o[i + 1]]: i for i in range(N_ORDINARY)}
 
     def new_bpe(self):
         """Another tiktoken ``Encoding`` on the same ranks, for a thread of its own.
@@ -115,7 +118,8 @@ class Vocabulary:
         threads on one took 37.5 ms for what one thread did in 25 ms, on two copies 14-18 ms);
         a copy costs about 0.12 s to build and 47 MiB.
         """
-        return _tiktoken_encoding(self.bpe._mergeable_ranks)
+        # the first Encoding's ranks dict, shared (tiktoken copies it into Rust)
+        return _tiktoken_encoding(getattr(self.bpe, "_mergeable_ranks", None) or self._ranks())
 
 
 def _tiktoken_encoding(ranks: dict):

@@ -105,6 +105,17 @@ _CHANNEL_MARK = "<|channel|>"
 _CONSTRAIN_MARK = "<|constrain|>"
 
 
+def channel_value(header: str) -> tuple:
+    """``(idx, after, end)``: where ``<|channel|>`` starts in ``header`` (-1 if absent), the text
+    after it, and the length of the channel value at the start of that text (0: empty)."""
+    idx = header.find(_CHANNEL_MARK)
+    if idx < 0:
+        return -1, "", 0
+    after = header[idx + len(_CHANNEL_MARK) :]
+    m = _CHANNEL_END.search(after)
+    return idx, after, (m.start() if m is not None else len(after))
+
+
 def parse_header_string(header: str, role: Optional[Role], with_recipient: bool):
     """The oracle's header rules on decoded header text.
 
@@ -112,11 +123,8 @@ def parse_header_string(header: str, role: Optional[Role], with_recipient: bool)
     text of the leftover parts (joined by single spaces) or None.
     """
     channel = None
-    idx = header.find(_CHANNEL_MARK)
+    idx, after, end = channel_value(header)
     if idx >= 0:
-        after = header[idx + len(_CHANNEL_MARK) :]
-        m = _CHANNEL_END.search(after)
-        end = m.start() if m is not None else len(after)
         if end == 0:
             raise HarmonyError(ERR_NO_CHANNEL)
         channel = after[:end]

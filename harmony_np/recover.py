@@ -45,7 +45,6 @@ import numpy as np
 from .errors import HarmonyError
 from .model import Message, Role, StreamState, text_message
 from .parse import (
-    _CHANNEL_END,
     _CHANNEL_MARK,
     _CONSTRAIN_MARK,
     _ROLES,
@@ -58,6 +57,7 @@ from .parse import (
     WHITE_SPACE,
     Tables,
     _gather,
+    channel_value,
     build_messages,
     header_words,
     parse_header_string,
@@ -272,11 +272,8 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
     why = f" (the oracle: {_clip(err)})"
     channel = None
     header = text
-    idx = header.find(_CHANNEL_MARK)
+    idx, after, end = channel_value(header)
     if idx >= 0:
-        after = header[idx + len(_CHANNEL_MARK) :]
-        m = _CHANNEL_END.search(after)
-        end = m.start() if m is not None else len(after)
         if end > 0:
             channel = after[:end]
             header = header[:idx] + after[end:]

@@ -10,15 +10,19 @@ then copies pieces into the flat output, rows in parallel. No Python object per 
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
 import gc
+import json
+import operator
+from sys import getsizeof
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import HarmonyError
-from .model import Author, Message, RenderConversationConfig, Role, TextContent
-from .render import _START_LIST, _as_role, _ends_in_final, _messages_of, _not_a_message, raise_surrogate_error
+from .model import Author, DeveloperContent, Message, RenderConversationConfig, Role, SystemContent, TextContent
+from .render import _LIST_TOKEN_BYTES, _START_LIST, _as_role, _ends_in_final, _surrogate_error
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
@@ -30,46 +34,118 @@ class RaggedTokens:
 
     Row ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``. ``loss_mask`` (``uint8``, aligned with
     ``tokens``) is 1 on the tokens a model is trained to produce, when it was requested.
+
+    The constructor checks its input as awkward-array's ``ListOffsetArray`` does, since the
+    kernels that pad rows read memory at these offsets unchecked: ``tokens`` is 1-D integers in
+    ``uint32`` range (ids are not checked against a vocabulary: rows are only copied here);
+    ``offsets`` is 1-D integers, at least one, the first >= 0, never decreasing, the last at most
+    ``len(tokens)``; ``loss_mask`` is 0/1 (or bool), one per token. The arrays are kept as
+    read-only copies (``uint32``, ``int64``, ``uint8``): changing the caller's arrays later
+    changes nothing here.
     """
 
-    __slots__ = ("tokens", "offsets", "loss_mask")
+    __slots__ = ("_tokens", "_offsets", "_loss_mask")
 
-    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray] = None) -> None:
-        self.tokens = tokens
-        self.offsets = offsets
-        self.loss_mask = loss_mask
+    def __init__(self, tokens: Any, offsets: Any, loss_mask: Any = None) -> None:
+        t = _int_array(tokens, "tokens")
+        if t.size and t.dtype.kind in "iu" and (np.iinfo(t.dtype).min < 0 or np.iinfo(t.dtype).max > _U32_MAX):
+            bad = np.flatnonzero((t < 0) | (t > _U32_MAX))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(f"tokens[{i}] = {t[i]} is not a token id (0 <= id < 2**32)")
+        n = t.shape[0]
+        o = _int_array(offsets, "offsets")
+        if o.shape[0] == 0:
+            raise ValueError("offsets must hold at least one value (offsets [0] is no rows)")
+        if o[0] < 0:
+            raise ValueError(f"offsets[0] = {o[0]} is negative")
+        down = np.flatnonzero(o[1:] < o[:-1])  # compared, not subtracted: no wrap-around
+        if down.size:
+            i = int(down[0]) + 1
+            raise ValueError(f"offsets must not decrease: offsets[{i}] = {o[i]} < offsets[{i - 1}] = {o[i - 1]}")
+        if o[-1] > n:
+            i = int(np.flatnonzero(o > n)[0])
+            raise ValueError(f"offsets[{i}] = {o[i]} is past the end of the {n} tokens")
+        mask = None
+        if loss_mask is not None:
+            mask = _int_array(loss_mask, "loss_mask", allow_bool=True)
+            if mask.shape[0] != n:
+                raise ValueError(f"loss_mask has {mask.shape[0]} values for {n} tokens")
+            if mask.dtype.kind != "b":
+                bad = np.flatnonzero((mask != 0) & (mask != 1))
+                if bad.size:
+                    i = int(bad[0])
+                    raise ValueError(f"loss_mask[{i}] = {mask[i]} is not 0 or 1")
+            mask = np.array(mask, dtype=np.uint8)
+        # every value checked is in [0, n]: the int64 cast cannot wrap
+        self._set(np.array(t, dtype=np.uint32), np.array(o, dtype=np.int64), mask)
+
+    @classmethod
+    def _own(cls, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> "RaggedTokens":
+        """A result from arrays a batch built itself and hands over (checked by construction)."""
+        self = object.__new__(cls)
+        self._set(tokens, offsets, loss_mask)
+        return self
+
+    def _set(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> None:
+        for a in (tokens, offsets, loss_mask):
+            if a is not None:
+                a.setflags(write=False)
+        self._tokens = tokens
+        self._offsets = offsets
+        self._loss_mask = loss_mask
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """All rows' tokens back to back (``uint32``, read-only)."""
+        return self._tokens
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Row boundaries (``int64``, ``len(self) + 1`` values, read-only)."""
+        return self._offsets
+
+    @property
+    def loss_mask(self) -> Optional[np.ndarray]:
+        """``uint8`` per token (read-only), or None when no mask was requested."""
+        return self._loss_mask
 
     def __len__(self) -> int:
-        return self.offsets.shape[0] - 1
+        return self._offsets.shape[0] - 1
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def _row(self, i: Any) -> int:
         n = len(self)
+        i = operator.index(i)
         if not -n <= i < n:
             raise IndexError(f"row {i} out of range for {n} rows")
-        i %= n
-        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+        return i % n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = self._row(i)
+        return self._tokens[self._offsets[i] : self._offsets[i + 1]]
 
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
 
     def __repr__(self) -> str:
-        return f"RaggedTokens({len(self)} rows, {self.tokens.shape[0]} tokens{', loss_mask' if self.loss_mask is not None else ''})"
+        return f"RaggedTokens({len(self)} rows, {self._tokens.shape[0]} tokens{', loss_mask' if self._loss_mask is not None else ''})"
 
     def lengths(self) -> np.ndarray:
         """Tokens per row."""
-        return np.diff(self.offsets)
+        return np.diff(self._offsets)
 
     def row_mask(self, i: int) -> np.ndarray:
-        """The loss mask of row ``i``."""
-        if self.loss_mask is None:
+        """The loss mask of row ``i`` (indexed as rows are: negative counts from the end)."""
+        if self._loss_mask is None:
             raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
-        return self.loss_mask[self.offsets[i] : self.offsets[i + 1]]
+        i = self._row(i)
+        return self._loss_mask[self._offsets[i] : self._offsets[i + 1]]
 
     def to_list(self) -> List[List[int]]:
         """Rows as lists of ints (as the single-call renders return them)."""
-        flat = self.tokens.tolist()
-        off = self.offsets.tolist()
+        flat = self._tokens.tolist()
+        off = self._offsets.tolist()
         return [flat[off[i] : off[i + 1]] for i in range(len(self))]
 
     def to_padded(self, pad_id: int, *, max_len: Optional[int] = None, side: str = "right", with_loss_mask: bool = False):
@@ -82,6 +158,8 @@ class RaggedTokens:
         """
         if side not in ("right", "left"):
             raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+        if with_loss_mask and self._loss_mask is None:
+            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
         lengths = self.lengths()
         width = int(lengths.max()) if lengths.size else 0
         if max_len is not None:
@@ -93,45 +171,105 @@ class RaggedTokens:
         n = len(self)
         ids = np.full((n, width), pad_id, dtype=np.uint32)
         attn = np.zeros((n, width), dtype=np.uint8)
-        lm = np.zeros((n, width), dtype=np.uint8) if with_loss_mask else None
-        if with_loss_mask and self.loss_mask is None:
-            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
         from .kernels import pad_rows
 
-        pad_rows(self.tokens, self.offsets, ids, attn, side == "left")
-        if lm is not None:
-            pad_rows(self.loss_mask, self.offsets, lm, np.zeros_like(attn), side == "left")
+        # safe unchecked: the constructor proved 0 <= offsets[0] <= ... <= offsets[-1] <= len(tokens)
+        # == len(loss_mask), and the arrays are read-only copies
+        pad_rows(self._tokens, self._offsets, ids, attn, side == "left")
+        if with_loss_mask:
+            lm = np.zeros((n, width), dtype=np.uint8)
+            pad_rows(self._loss_mask, self._offsets, lm, np.zeros_like(attn), side == "left")
             return ids, attn, lm
         return ids, attn
 
 
-class _PiecePool:
-    """Distinct pieces of a batch: token lists by identity, texts by value."""
+_U32_MAX = 2**32 - 1
 
-    def __init__(self) -> None:
-        self.ids: dict = {}
-        self.lists: List[Tuple[int, list]] = []  # (piece id, token list)
-        self.texts: List[Tuple[int, str]] = []  # (piece id, text to encode)
-        self.count = 0
-        self._keep: list = []  # token lists stay alive, so their id() stays theirs
+
+def _int_array(values: Any, what: str, allow_bool: bool = False) -> np.ndarray:
+    """``values`` as a 1-D NumPy array of integers (bools if ``allow_bool``), not yet copied;
+    an empty list (NumPy's float64) is an empty array of integers."""
+    a = np.asarray(values)
+    if a.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got shape {a.shape}")
+    kind = a.dtype.kind
+    if kind in "iu" or (allow_bool and kind == "b"):
+        return a
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    raise TypeError(f"{what} must be integers, got dtype {a.dtype}")
+
+
+# The batch's distinct pieces and memos are bounded in (approximate) bytes: past this the pending
+# texts are encoded and the dedup index and memos start over, so a batch streamed from a
+# generator keeps its tokens, not every text it has seen.
+BATCH_POOL_MAX_BYTES = 64 << 20
+_POOL_ENTRY_BYTES = 160  # a dict slot, a pending tuple, a blob's header
+_MEMO_ENTRY_BYTES = 400  # a memo's key and entry tuples and piece lists
+
+
+class _PiecePool:
+    """The distinct pieces of a batch (header parts, terminators, texts) by value, each with a
+    piece id: ``blobs[pid]`` is its ``uint32`` buffer, once encoded. New texts wait in
+    ``pending`` until :meth:`flush` encodes them. ``bytes`` approximates what the dedup index,
+    the pending texts and the batch's memos hold."""
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+        self.ids: dict = {}  # text, or tuple of token ids -> piece id
+        self.blobs: List[Any] = []
+        self.pending: List[Tuple[int, str]] = []
+        self.bytes = 0
 
     def of_list(self, toks: list) -> int:
-        key = id(toks)
+        key = tuple(toks)  # by value: a freed list's id() would be another list's
         pid = self.ids.get(key)
         if pid is None:
-            pid = self.ids[key] = self.count
-            self.count += 1
-            self.lists.append((pid, toks))
-            self._keep.append(toks)
+            pid = self.ids[key] = len(self.blobs)
+            self.blobs.append(array.array("I", toks))
+            self.bytes += _POOL_ENTRY_BYTES + _LIST_TOKEN_BYTES * len(toks)
         return pid
 
     def of_text(self, text: str) -> int:
         pid = self.ids.get(text)
         if pid is None:
-            pid = self.ids[text] = self.count
-            self.count += 1
-            self.texts.append((pid, text))
+            pid = self.ids[text] = len(self.blobs)
+            self.blobs.append(None)
+            self.pending.append((pid, text))
+            self.bytes += _POOL_ENTRY_BYTES + getsizeof(text)
         return pid
+
+    def flush(self) -> None:
+        """Encode the pending texts into their blobs and forget the dedup index (piece ids stay
+        valid). Raises UnicodeEncodeError for a text with a lone surrogate."""
+        if self.pending:
+            texts = [t for _, t in self.pending]
+            for (pid, _), blob in zip(self.pending, _encode_texts(self.renderer, texts)):
+                self.blobs[pid] = blob
+            self.pending = []
+        self.ids.clear()
+        self.bytes = 0
+
+    def surrogate_error(self, occ_piece: List[int], row_occ: List[int]) -> Optional[ValueError]:
+        """The error of the first complete row whose pending texts hold a lone surrogate: the
+        single call's text (which fails at that row's first such text, all its headers being
+        encoded already), naming the conversation; None if no pending text has one."""
+        bad = {}
+        for pid, text in self.pending:
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    bad[pid] = exc
+        if not bad:
+            return None
+        occ = np.asarray(occ_piece[: row_occ[-1]], dtype=np.int64)
+        hits = np.flatnonzero(np.isin(occ, np.fromiter(bad, dtype=np.int64, count=len(bad))))
+        if not hits.size:
+            return None  # only the unfinished row has one: its own error path reports it
+        pos = int(hits[0])
+        row = bisect.bisect_right(row_occ, pos) - 1
+        return _with_index(_surrogate_error(bad[int(occ[pos])]), f"conversation {row}")
 
 
 def render_batch(
@@ -150,6 +288,8 @@ def render_batch(
     or ``"training"``. The loss mask (on by default in training mode) is 1 on each assistant
     message from after its role (and name) through its terminator; with
     ``mask_last_assistant_only`` only the last assistant message of each row counts.
+    ``conversations`` may be any iterable (a generator is read once, in order); an error names
+    the first conversation that fails, by its index.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -178,11 +318,21 @@ def _gc_paused():
             gc.enable()
 
 
+def _single_error(renderer, conv, config, mode: str, role) -> Optional[Exception]:
+    """The error the single call of ``conv`` raises (None if it renders): a failed row is
+    reported as its single call reports it, whatever the batch met first in it."""
+    try:
+        renderer.render_conversation(conv, config, mode, role)
+    except Exception as exc:
+        return exc
+    return None
+
+
 def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, mask_last_assistant_only) -> RaggedTokens:
     want_mask = (mode == "training") if loss_mask is None else bool(loss_mask)
     role = _as_role(next_role) if mode == "completion" else None
     renderer = encoding.renderer
-    pool = _PiecePool()
+    pool = _PiecePool(renderer)
     occ_piece: List[int] = []
     occ_flag: List[int] = []
     row_occ: List[int] = [0]
@@ -191,8 +341,15 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
     header_entry, content_texts, terminator = renderer.header_entry, renderer.content_texts, renderer.terminator
     start_pid = of_list(_START_LIST)
     role_pid = of_text(role.value) if role is not None else -1
-    memo: dict = {}
-    head_memo: dict = {}
+    # Memos of the pieces of messages seen before, all by value: a message equal to an earlier
+    # one (a shared system prompt, or its copy read from JSON) is planned once.
+    head_memo: dict = {}  # plain text messages: (header key, flag) -> (author, rest, terminator)
+    memo: dict = {}  # other messages: _value_key -> (pieces, flags)
+    # Objects of a list or tuple all exist (so their id() is theirs) and stay unchanged while it
+    # is rendered: no user code runs between rows. A generator may change or free a message
+    # between rows, so its messages go by value only.
+    ident: Optional[dict] = {} if isinstance(conversations, (list, tuple)) else None
+    bound = BATCH_POOL_MAX_BYTES
 
     for index, conv in enumerate(conversations):
         try:
@@ -212,17 +369,29 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
                     hkey = (r, m.author.name, m.recipient, m.channel, m.content_type, flag)
                     head = head_memo.get(hkey)
                     if head is None:
-                        _, author_part, rest = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
-                        head = head_memo[hkey] = (of_list(author_part), of_list(rest), of_list(terminator(r, m.recipient)))
+                        parts = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
+                        head = head_memo[hkey] = (of_list(parts[1]), of_list(parts[2]), of_list(terminator(r, m.recipient)))
+                        pool.bytes += _MEMO_ENTRY_BYTES + getsizeof(m.author.name) + getsizeof(m.recipient) + getsizeof(m.channel) + getsizeof(m.content_type)
                     occ_piece += (head[0], head[1], of_text(content[0].text), head[2])
                     occ_flag += (0, flag, flag, flag)
                     continue
-                # a message object shared by many conversations (a system prompt, developer
-                # instructions) is planned once per batch
-                key = (id(m), flag, has_fn)
-                entry = memo.get(key)
+                if ident is not None:
+                    ikey = (id(m), flag, has_fn)
+                    entry = ident.get(ikey)
+                    if entry is not None:
+                        occ_piece += entry[1]
+                        occ_flag += entry[2]
+                        continue
+                vkey = _value_key(m, r, flag, has_fn)
+                entry = memo.get(vkey) if vkey is not None else None
                 if entry is None:
-                    entry = memo[key] = _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text)
+                    entry = _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text)
+                    if vkey is not None:
+                        memo[vkey] = entry
+                        pool.bytes += _MEMO_ENTRY_BYTES + entry[2]
+                if ident is not None:
+                    ident[ikey] = (m, entry[0], entry[1])  # holds m: its id() stays its own
+                    pool.bytes += _MEMO_ENTRY_BYTES
                 occ_piece += entry[0]
                 occ_flag += entry[1]
             if role is not None:
@@ -232,34 +401,34 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
                 occ_flag.append(0)
             elif mode == "training" and _ends_in_final(msgs):
                 return_rows.append(index)
-        except UnicodeEncodeError:
-            raise  # a lone surrogate: the caller turns it into the oracle's ValueError
-        except (HarmonyError, ValueError, TypeError) as exc:
-            if isinstance(exc, HarmonyError):
-                try:
-                    raise_surrogate_error(conv)  # reported first, as by a single render
-                except ValueError as surrogate:
-                    raise _with_index(surrogate, f"conversation {index}") from exc
-            raise _with_index(exc, f"conversation {index}") from exc
-        except AttributeError as exc:
-            bad = _not_a_message(_messages_of(conv))
-            if bad is None:
+        except (HarmonyError, ValueError, TypeError, AttributeError) as exc:
+            # an earlier conversation whose texts are not encoded yet may fail first
+            earlier = pool.surrogate_error(occ_piece, row_occ)
+            if earlier is not None:
+                raise earlier from None
+            single = _single_error(renderer, conv, config, mode, role)
+            if single is None:
                 raise
-            raise _with_index(bad, f"conversation {index}") from exc
+            raise _with_index(single, f"conversation {index}") from None
         row_occ.append(len(occ_piece))
+        if pool.bytes > bound:
+            _flush(pool, occ_piece, row_occ)
+            head_memo.clear()
+            memo.clear()
+            if ident is not None:
+                ident.clear()
 
     # piece table: every distinct piece's tokens back to back, joined as bytes (no Python int
     # per token: fresh texts come from tiktoken as uint32 buffers)
-    blobs: List[Any] = [None] * pool.count
-    for pid, toks in pool.lists:
-        blobs[pid] = array.array("I", toks)
-    if pool.texts:
-        for (pid, _), blob in zip(pool.texts, _encode_texts(renderer, [t for _, t in pool.texts])):
-            blobs[pid] = blob
-    piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=pool.count)
-    piece_off = np.zeros(pool.count + 1, dtype=np.int64)
+    _flush(pool, occ_piece, row_occ)
+    blobs = pool.blobs
+    count = len(blobs)
+    piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=count)
+    piece_off = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(piece_len, out=piece_off[1:])
     piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32)
+    pool.blobs = []  # the joined copy is all that is needed now
+    del blobs
 
     occ = np.asarray(occ_piece, dtype=np.int64)
     flags = np.asarray(occ_flag, dtype=np.uint8)
@@ -278,20 +447,77 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
         ends = offsets[rows + 1]
         nonempty = ends > offsets[rows]
         tokens[ends[nonempty] - 1] = RETURN
-    return RaggedTokens(tokens, offsets, mask if want_mask else None)
+    return RaggedTokens._own(tokens, offsets, mask if want_mask else None)
+
+
+def _flush(pool: _PiecePool, occ_piece: List[int], row_occ: List[int]) -> None:
+    """:meth:`_PiecePool.flush`, a lone surrogate reported for its conversation, in the words of
+    that conversation's single call (quoting its own text only)."""
+    try:
+        pool.flush()
+    except UnicodeEncodeError as exc:
+        err = pool.surrogate_error(occ_piece, row_occ)
+        raise (err if err is not None else _surrogate_error(exc)) from None
+
+
+def _tools_key(tools: Any) -> Optional[tuple]:
+    """What the "# Tools" section of ``tools`` depends on (the tools' parameters as the JSON
+    text it is rendered from), or None when it renders nothing."""
+    if not tools:
+        return None
+    return tuple(
+        (key, ns.name, ns.description,
+         tuple((t.name, t.description, None if t.parameters is None else json.dumps(t.parameters)) for t in ns.tools))
+        for key, ns in tools.items()
+    )
+
+
+def _value_key(m: Message, r: Role, flag: int, has_fn: bool) -> Optional[tuple]:
+    """A hashable value that determines a message's pieces: its header fields, mask flag and
+    every input its contents' texts are rendered from; None when there is none cheaply (a
+    content class of the caller's own, or fields the render itself would refuse)."""
+    author = m.author
+    parts: list = [r, author.name, m.recipient, m.channel, m.content_type, flag, has_fn]
+    try:
+        for c in m.content:
+            cls = c.__class__
+            if cls is TextContent:
+                parts.append(c.text)
+            elif cls is SystemContent:
+                cc = c.channel_config
+                parts.append((
+                    cls, c.model_identity, c.reasoning_effort, c.conversation_start_date, c.knowledge_cutoff,
+                    None if cc is None else (tuple(cc.valid_channels), bool(cc.channel_required)),
+                    _tools_key(c.tools),
+                ))
+            elif cls is DeveloperContent:
+                parts.append((cls, c.instructions, _tools_key(c.tools)))
+            else:
+                return None
+    except Exception:
+        return None  # what the key cannot read, the render itself reports
+    key = tuple(parts)
+    try:
+        hash(key)  # fields set by hand to unhashable values
+    except TypeError:
+        return None
+    return key
 
 
 def _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text) -> tuple:
-    """Piece ids and mask flags of one message: author part, rest of header, texts, terminator."""
-    _, author_part, rest = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
-    pieces = [of_list(author_part), of_list(rest)]
+    """``(piece ids, mask flags, bytes of its texts)`` of one message: author part, rest of
+    header, texts, terminator."""
+    parts = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
+    pieces = [of_list(parts[1]), of_list(parts[2])]
     flags = [0, flag]
+    size = 0
     for text in content_texts(m, r, has_fn):
         pieces.append(of_text(text))
         flags.append(flag)
+        size += getsizeof(text)
     pieces.append(of_list(terminator(r, m.recipient)))
     flags.append(flag)
-    return pieces, flags
+    return pieces, flags, size
 
 
 # Fresh texts are joined by this special token and encoded in one tiktoken call: tiktoken encodes
@@ -390,7 +616,7 @@ class MessageTable:
     __slots__ = (
         "tokens", "offsets", "completion", "role", "name", "channel", "recipient", "content_type",
         "content_start", "content_stop", "span_start", "span_stop", "strings", "errors", "error_types",
-        "unparsed", "diagnostics", "_overrides", "_encoding", "_texts",
+        "unparsed", "diagnostics", "_overrides", "_encoding", "_texts", "_override_rows",
     )
 
     def __len__(self) -> int:
@@ -426,13 +652,18 @@ class MessageTable:
             return self._to_messages()
 
     def _to_messages(self) -> List[List[Message]]:
-        texts = self.content_texts()
-        sv = self.strings + [None]  # code -1 indexes the trailing None
         out: List[List[Message]] = [[] for _ in range(len(self.errors))]
+        self._build(0, len(self), self.content_texts(), out, 0)
+        return out
+
+    def _build(self, lo: int, hi: int, texts: List[str], out: List[List[Message]], b0: int) -> None:
+        """Append the messages of rows ``lo:hi`` (``texts``: their content texts) to
+        ``out[completion - b0]``."""
+        sv = self.strings + [None]  # code -1 indexes the trailing None
         new = object.__new__
         cols = zip(
-            self.completion.tolist(), self.role.tolist(), self.name.tolist(), self.channel.tolist(),
-            self.recipient.tolist(), self.content_type.tolist(), texts,
+            self.completion[lo:hi].tolist(), self.role[lo:hi].tolist(), self.name[lo:hi].tolist(),
+            self.channel[lo:hi].tolist(), self.recipient[lo:hi].tolist(), self.content_type[lo:hi].tolist(), texts,
         )
         for b, rc, nc, cc, rcp, ctc, text in cols:
             # model.text_message, inlined: a call per message is a tenth of this loop
@@ -447,20 +678,50 @@ class MessageTable:
             m.channel = sv[cc]
             m.recipient = sv[rcp]
             m.content_type = sv[ctc]
-            out[b].append(m)
-        return out
+            out[b - b0].append(m)
+
+    def rows_of(self, b: int) -> Tuple[int, int]:
+        """``(lo, hi)``: the rows of completion ``b`` are ``lo:hi`` (rows are in completion
+        order). ``b`` indexes as a list does (negative counts from the end)."""
+        import operator
+
+        n = len(self.errors)
+        b = operator.index(b)
+        if not -n <= b < n:
+            raise IndexError("list index out of range")
+        b %= n
+        comp = self.completion
+        return int(np.searchsorted(comp, b, "left")), int(np.searchsorted(comp, b, "right"))
 
     def messages_of(self, b: int) -> List[Message]:
-        """The messages of completion ``b``."""
-        return self.to_messages()[b]
+        """The messages of completion ``b`` (``to_messages()[b]``), at the cost of that
+        completion alone: only its rows are read and, unless every text is decoded already,
+        only its contents decoded."""
+        lo, hi = self.rows_of(b)
+        if lo == hi:
+            return []
+        texts = self._texts[lo:hi] if self._texts is not None else _decode_contents(self, lo, hi)
+        out: List[List[Message]] = [[]]
+        self._build(lo, hi, texts, out, int(self.completion[lo]))
+        return out[0]
 
 
 def _flatten(completions: Any, offsets: Any, errors: str):
-    """``(flat uint32 tokens, int64 offsets, {index: exception})`` of the batch input."""
-    from .tokens import token_array
+    """``(flat uint32 tokens, int64 offsets, {index: exception})`` of the batch input.
+
+    The flat tokens are read-only and never the caller's memory: the table decodes them later,
+    and ids changed in between would reach the kernels unchecked.
+    """
+    from .tokens import owned_token_array, token_array
 
     if offsets is not None:
-        flat = token_array(completions, "completions")
+        if isinstance(completions, np.ndarray) and completions.ndim != 1:
+            raise TypeError(
+                f"with offsets=, completions must be one flat (1-D) token array, got an array of shape {completions.shape}"
+            )
+        flat = owned_token_array(completions, "completions")
+        if isinstance(offsets, np.ma.MaskedArray) and np.ma.is_masked(offsets):
+            raise ValueError("offsets must be a 1-D integer array of len n + 1 without masked entries")
         offs = np.asarray(offsets)
         if offs.ndim != 1 or offs.dtype.kind not in "iu" or offs.shape[0] < 1:
             raise ValueError(f"offsets must be a 1-D integer array of len n + 1, got {offs.dtype} with shape {offs.shape}")
@@ -486,7 +747,9 @@ def _flatten(completions: Any, offsets: Any, errors: str):
             buf = None
         if buf is not None:
             np.cumsum([len(c) for c in items], out=lengths[1:])
-            return (np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.empty(0, np.uint32)), lengths, {}
+            flat = np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.empty(0, np.uint32)
+            flat.flags.writeable = False
+            return flat, lengths, {}
     bad: dict = {}
     parts = []
     for i, c in enumerate(items):
@@ -495,12 +758,18 @@ def _flatten(completions: Any, offsets: Any, errors: str):
         except (TypeError, OverflowError, ValueError) as exc:
             if errors == "raise":
                 raise _with_index(exc, f"completion {i}") from exc
-            bad[i] = exc
+            # kept for its type and text only: its traceback (and its context's) would hold this
+            # frame and its callers' in a reference cycle
+            exc.__context__ = exc.__cause__ = None
+            bad[i] = exc.with_traceback(None)
             arr = np.empty(0, np.uint32)
         parts.append(arr)
         lengths[i + 1] = lengths[i] + arr.shape[0]
+    # concatenate copies even a single part: the result is never a caller's array
     flat = np.concatenate(parts) if parts else np.empty(0, np.uint32)
-    return flat.astype(np.uint32, copy=False), lengths, bad
+    flat = flat.astype(np.uint32, copy=False)
+    flat.flags.writeable = False
+    return flat, lengths, bad
 
 
 def parse_batch(encoding, completions: Any, *, offsets: Any = None, role: Any = None, strict: Any = True, errors: str = "raise") -> MessageTable:
@@ -572,6 +841,7 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     g_role = np.zeros(n_groups, dtype=np.int8)
     g_codes = np.full((n_groups, 4), -1, dtype=np.int32)
     g_error = np.zeros(n_groups, dtype=bool)
+    g_error_text: dict = {}  # group -> its header's error text
     flat_bytes = flat.view(np.uint8)
     headers = t.headers
     for g, rec in enumerate(reps.tolist()):
@@ -583,9 +853,10 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
         hit = headers.get((rr, key))
         if hit is None:
             hit = t._parse_header(flat[a:z], rr)
-            headers[(rr, key)] = hit
+            t.remember_header(rr, key, hit)
         if hit.__class__ is str:
             g_error[g] = True
+            g_error_text[g] = hit
             continue
         mrole, name, channel, recipient, ctype = hit
         g_role[g] = _ROLE_CODE[mrole]
@@ -622,9 +893,21 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     error_text: List[Optional[str]] = [None] * n_comp
     error_type: List[Optional[str]] = [None] * n_comp
     recovered: dict = {}
+    # a single call raises at the first failing header, unless a header-only record (only ever
+    # the first) raised before it: then its error is the group's, known without parsing again
+    # (a long malformed header is not cached, and parsing it twice doubled the cost of junk)
+    header_error: dict = {}
+    if g_error_text:
+        fails = np.flatnonzero(g_error[group] & (kind != REC_HEADER_ONLY))
+        fb, first_fail = np.unique(comp[fails], return_index=True)  # records are in order
+        for b, k in zip(fb.tolist(), fails[first_fail].tolist()):
+            if kind[rec_starts[b]] != REC_HEADER_ONLY:
+                header_error[b] = g_error_text[int(group[k])]
     for b in np.flatnonzero(bad).tolist():
         exc = bad_input.get(b)
-        if exc is None:
+        if exc is None and b in header_error:
+            exc = HarmonyError(header_error[b])
+        elif exc is None:
             try:
                 parse_completion(encoding, flat[starts[b] : starts[b + 1]], r, strict)
             except Exception as e:  # the single call's error is the row's error
@@ -635,6 +918,9 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
             raise _with_index(exc, f"completion {b}") from exc
         error_text[b] = str(exc)
         error_type[b] = type(exc).__name__
+        # its traceback holds this frame (flat, records...): a cycle that would keep every
+        # batch's arrays alive until a full collection
+        exc = None
         if errors == "recover" and b not in bad_input:
             from .recover import recover_completion
 
@@ -675,6 +961,7 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     table.diagnostics = None
     table._encoding = encoding
     table._texts = None
+    table._override_rows = None
     if errors == "recover":
         _add_recovered(table, recovered, starts, code)
     return table
@@ -736,33 +1023,41 @@ def _add_recovered(table: MessageTable, recovered: dict, starts: np.ndarray, cod
     table._overrides = overrides
 
 
-def _decode_contents(table: MessageTable) -> List[str]:
+def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None) -> List[str]:
+    """The content texts of rows ``lo:hi`` (default: every row)."""
     from .kernels import gather_spans
     from .parse import stream_text, tables
 
-    n = len(table)
-    cs = table.content_start
-    ce = table.content_stop
+    if hi is None:
+        hi = len(table)
+    cs = table.content_start[lo:hi]
+    ce = table.content_stop[lo:hi]
     overrides = table._overrides
+    rows = None
     if overrides:
-        # spans that are not decoded from the byte table: header-only records and unknown ids
-        cs = cs.copy()
-        ce = ce.copy()
-        special = np.fromiter(overrides.keys(), dtype=np.int64, count=len(overrides))
-        ce[special] = cs[special]
+        # spans that are not decoded from the byte table: header-only records, unknown ids and
+        # recovered messages; their rows, sorted once, are searched for this range's
+        rows = table._override_rows
+        if rows is None:
+            rows = table._override_rows = np.sort(np.fromiter(overrides.keys(), dtype=np.int64, count=len(overrides)))
+        rows = rows[np.searchsorted(rows, lo) : np.searchsorted(rows, hi)]
+        if rows.size:
+            ce = ce.copy()
+            ce[rows - lo] = cs[rows - lo]
     vocab = table._encoding._vocab
     data, byte_off = gather_spans(vocab.flat, vocab.offsets, table.tokens, cs, ce)
     # invalid UTF-8 replaced, as the oracle's token-by-token decoding does when every id is known
     view = memoryview(data)
     bo = byte_off.tolist()
-    texts = [str(view[bo[i] : bo[i + 1]], "utf-8", "replace") for i in range(n)]
-    if overrides:
+    texts = [str(view[bo[i] : bo[i + 1]], "utf-8", "replace") for i in range(hi - lo)]
+    if rows is not None and rows.size:
         t = None
-        for i, text in overrides.items():
+        for i in rows.tolist():
+            text = overrides[i]
             if text is None:
                 if t is None:
                     t = tables(table._encoding)
                 text = stream_text(t, table.tokens[table.content_start[i] : table.content_stop[i]].tolist())
-            texts[i] = text
+            texts[i - lo] = text
     return texts
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 import array
 import bisect
 import re
+import sys
 import unicodedata
-from typing import Any, List, Optional
+from typing import Any, Hashable, List, Optional
 
 import numpy as np
 
 from .errors import HarmonyError
 from .model import Message, Role, text_message
-from .tokens import _numpy_ints, as_u32, first_bad_token, token_buffer  # noqa: F401  (re-exported)
+from .tokens import _numpy_ints, as_u32, first_bad_token, int_array, token_buffer  # noqa: F401  (re-exported)
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
 
 __all__ = ["parse_completion", "parse_header_string", "rust_debug_str"]
@@ -47,6 +48,72 @@ SCAN_KERNEL_MIN = 160
 SCAN_GATHER_MAX = 1 << 16
 # Content spans at least this long are gathered from the byte table by a kernel, not tiktoken.
 GATHER_MIN = 224
+
+# Every cache of parsed results is bounded by its approximate size in bytes, not by its count:
+# one malformed header (a completion that forgot <|message|>) can weigh as much as thousands of
+# real ones. A cache past its bound is emptied; the few headers that really recur come back on
+# their next use.
+HEADER_CACHE_BYTES = 8 << 20  # Tables.headers: strict headers (parse, parse_batch, streaming)
+RECOVER_CACHE_BYTES = 8 << 20  # Tables._recover_headers: recovery's header readings
+REENCODED_CACHE_BYTES = 4 << 20  # Tables._reencoded: a token's encode_ordinary (state_data)
+DEBUG_CHAR_CACHE_BYTES = 1 << 20  # _debug_char_cache: Rust's escape of a character
+# A header of more token bytes (256 ids) is junk that will not recur: it is never cached.
+HEADER_KEY_MAX = 1024
+# Rough bytes of a cache entry beyond its key and value: dict slot, key tuple, value tuple.
+_ENTRY_OVERHEAD = 160
+
+
+class BoundedCache(dict):
+    """A dict whose entries are accounted in approximate bytes and that is emptied before they
+    would pass ``max_bytes``. Reads are a dict's own (``get``, ``in``, ``[]``): the hot paths pay
+    nothing for the bound. Entries are added by :meth:`put` only."""
+
+    __slots__ = ("max_bytes", "nbytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.nbytes = 0  # accounted bytes of the entries held
+
+    def put(self, key: Hashable, value: Any, size: int) -> None:
+        """Store ``key -> value``, accounted as ``size`` bytes (see :func:`approx_size`). An
+        entry of more than a sixteenth of the bound is not stored."""
+        if size > self.max_bytes >> 4:
+            return
+        # callers put on a miss; a replaced entry stays counted, which only errs on the safe side
+        if self.nbytes + size > self.max_bytes:
+            self.clear()
+        dict.__setitem__(self, key, value)
+        self.nbytes += size
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        raise TypeError("BoundedCache entries are added with put(key, value, size)")
+
+    def setdefault(self, key: Hashable, default: Any = None) -> Any:
+        raise TypeError("BoundedCache entries are added with put(key, value, size)")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("BoundedCache entries are added with put(key, value, size)")
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.nbytes = 0
+
+
+def approx_size(*parts: Any) -> int:
+    """Approximate bytes of a cache entry made of ``parts`` (str, bytes, ints, None and
+    tuples or lists of them, nested): their ``sys.getsizeof`` plus a per-entry overhead."""
+    total = _ENTRY_OVERHEAD
+    getsizeof = sys.getsizeof
+    stack = list(parts)
+    while stack:
+        x = stack.pop()
+        if x is None or x.__class__ is Role:
+            continue  # shared objects
+        total += getsizeof(x)
+        if x.__class__ is tuple or x.__class__ is list:
+            stack.extend(x)
+    return total
 
 
 _KERNELS = None
@@ -226,7 +293,21 @@ _OTHER_GRAPHEME_EXTEND = frozenset(
 )
 _NOT_PRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
 _SIMPLE_ESCAPES = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"'}
-_debug_char_cache: dict = {}
+
+
+class _DebugChars(BoundedCache):
+    """Code point -> its escape in Rust's Debug (the character itself when it needs none): a
+    table for ``str.translate``, which looks every character up in C and fills misses here."""
+
+    __slots__ = ()
+
+    def __missing__(self, cp: int) -> str:
+        e = _debug_char(chr(cp))
+        self.put(cp, e, approx_size(cp, e))
+        return e
+
+
+_debug_char_cache = _DebugChars(DEBUG_CHAR_CACHE_BYTES)
 
 
 def _debug_char(c: str) -> str:
@@ -251,14 +332,7 @@ def rust_debug_str(s: str) -> str:
     """``format!("{:?}", s)``: a quoted string with Rust's escapes."""
     if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
         return '"' + s + '"'
-    cache = _debug_char_cache
-    out = []
-    for c in s:
-        e = cache.get(c)
-        if e is None:
-            e = cache[c] = _debug_char(c)
-        out.append(e)
-    return '"' + "".join(out) + '"'
+    return '"' + s.translate(_debug_char_cache) + '"'
 
 
 def remaining_error(remaining: str) -> HarmonyError:
@@ -279,28 +353,34 @@ class Tables:
         self.decode_bytes = bpe._core_bpe.decode_bytes  # list of known ids -> bytes (Rust)
         self.encode_ordinary = bpe.encode_ordinary
         # (role, header token bytes) -> (role, name, channel, recipient, content_type) or error str
-        self.headers: dict = {}
+        self.headers = BoundedCache(HEADER_CACHE_BYTES)
+        # (role, header token bytes) -> recovery's reading (see harmony_np.recover.lenient_header)
+        self._recover_headers = BoundedCache(RECOVER_CACHE_BYTES)
         self._strs = None
         self._plain = None
-        self._reencoded: dict = {}
+        self._reencoded = BoundedCache(REENCODED_CACHE_BYTES)
 
     def header(self, key_bytes: bytes, buf, role: Optional[Role]):
         """The parsed header of the ids packed in ``key_bytes`` (as ``array('I')`` bytes)."""
         hit = self.headers.get((role, key_bytes))
         if hit is None:
             hit = self._parse_header(buf, role)
-            if len(self.headers) >= 65536:
-                self.headers.clear()
-            self.headers[(role, key_bytes)] = hit
+            self.remember_header(role, key_bytes, hit)
         if hit.__class__ is str:
             raise HarmonyError(hit)
         return hit
 
+    def remember_header(self, role: Optional[Role], key_bytes: bytes, hit) -> None:
+        """Cache a parsed header (or its error text), unless it is too long to recur."""
+        if len(key_bytes) <= HEADER_KEY_MAX:
+            self.headers.put((role, key_bytes), hit, approx_size(key_bytes, hit))
+
     def _parse_header(self, ids, role):
-        if any(t >= N_VOCAB for t in ids):
+        ids = ids.tolist()  # array('I') or a uint32 array: Python ints, for max() and tiktoken
+        if ids and max(ids) >= N_VOCAB:
             return ERR_DECODE_HEADER
         try:
-            text = self.decode_bytes(list(ids)).decode("utf-8")
+            text = self.decode_bytes(ids).decode("utf-8")
         except UnicodeDecodeError:
             return ERR_DECODE_HEADER
         try:
@@ -345,7 +425,8 @@ class Tables:
         """``encode_ordinary`` of a plain token's text (not always the token itself)."""
         r = self._reencoded.get(token)
         if r is None:
-            r = self._reencoded[token] = self.encode_ordinary(self.strs[token])
+            r = self.encode_ordinary(self.strs[token])
+            self._reencoded.put(token, r, approx_size(token, r))
         return r
 
 
@@ -607,8 +688,10 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
     src = None
     if tokens.__class__ is list:
         src = tokens
-    elif not (isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu"):
-        src = tokens = list(tokens)
+    else:
+        ints = int_array(tokens)  # the input gate: a masked array goes item by item
+        if ints is None:
+            src = tokens = list(tokens)
     rv = None if role is None else (role._value_ if role.__class__ is Role else str(role.value))
     if src is not None:
         try:
@@ -617,7 +700,7 @@ def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> 
             buf = array.array("I", [as_u32(x, "tokens") for x in src])
             src = None
     else:
-        buf = _numpy_ints(tokens)
+        buf = _numpy_ints(ints)
     if strict is not True:
         strict = check_strict(strict)
     r = None

@@ -50,6 +50,7 @@ from .parse import (
     _ROLES,
     ERR_DECODE_HEADER,
     GATHER_MIN,
+    HEADER_KEY_MAX,
     SCAN_KERNEL_MIN,
     ST_OK,
     ST_UNEXPECTED,
@@ -57,6 +58,7 @@ from .parse import (
     WHITE_SPACE,
     Tables,
     _gather,
+    approx_size,
     channel_value,
     build_messages,
     header_words,
@@ -68,6 +70,7 @@ from .parse import (
     unexpected_token_error,
 )
 from .stream import _CONTENT, _EXPECT_START, _HEADER, _STATES, StreamableParser
+from .tokens import int_array
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 
 __all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "RecoveringStreamableParser", "KINDS", "explain"]
@@ -158,6 +161,11 @@ def token_ids(tokens: Any, check: bool = True, offset: int = 0):
     if isinstance(tokens, np.ndarray):
         if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
             raise TypeError(f"tokens must be a 1-D integer array, not {tokens.dtype} with shape {tokens.shape}")
+        ints = int_array(tokens)  # the input gate: a masked array goes item by item (below)
+    else:
+        ints = None
+    if ints is not None:
+        tokens = ints
         if tokens.dtype == np.uint32 and tokens.dtype.byteorder in "=|":
             buf = array.array("I")
             buf.frombytes(tokens.tobytes())
@@ -229,17 +237,14 @@ def lenient_header(t: Tables, ids: "array.array", role: Optional[Role]):
     """``((role, name, channel, recipient, content_type), ((kind, detail), ...))`` of header
     tokens ``ids``: the strict reading when there is one (no diagnostics), else the repaired one.
     Cached by the header's tokens, like the strict headers."""
-    cache = t.__dict__.get("_recover_headers")
-    if cache is None:
-        cache = t.__dict__["_recover_headers"] = {}
-    key = (role, ids.tobytes())
+    cache = t._recover_headers
+    key_bytes = ids.tobytes()
+    key = (role, key_bytes)
     hit = cache.get(key)
     if hit is None:
         hit = _lenient_header(t, ids, role)
-        if len(ids) <= 256:  # long headers are junk that will not recur: not kept
-            if len(cache) >= 65536:
-                cache.clear()
-            cache[key] = hit
+        if len(key_bytes) <= HEADER_KEY_MAX:  # long headers are junk that will not recur: not kept
+            cache.put(key, hit, approx_size(key_bytes, hit))
     return hit
 
 

@@ -15,6 +15,7 @@ pass shows.
 from __future__ import annotations
 
 import threading
+from sys import getsizeof
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -48,8 +49,16 @@ _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", Re
 # Rust's Debug of the role, as it appears in openai_harmony's error text
 _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
 
-_TEXT_CACHE_MAX_TOKENS = 2_000_000
+# Every cache is bounded in (approximate) bytes, keys included: one over its bound starts over,
+# O(1) amortised and bounded whatever the input (long unique names, many distinct texts).
+HEADER_CACHE_MAX_BYTES = 32 << 20
+TEXT_CACHE_MAX_BYTES = 64 << 20  # the token-list cache, and apart from it the array cache
 _TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cached
+_LIST_TOKEN_BYTES = 40  # a token in a list: its slot and its int object (ids above 256)
+_HEADER_ENTRY_BYTES = 640  # key and entry tuples, dict slot, four lists, the array's header
+_HEADER_TOKEN_BYTES = 3 * 8 + 32 + 4  # three lists' slots, the int, the uint32 array's share
+_TEXT_ENTRY_BYTES = 120  # dict slot and list header of a text cache entry
+_ARRAY_ENTRY_BYTES = 200  # dict slot, array header and tiktoken buffer object of an entry
 _PARALLEL_MIN_CHARS = 16_384  # below this, a thread hand-off costs more than it saves
 _PARALLEL_ONE_TEXT = 8_192  # a fresh text this long in a plan: encode the plan's texts in parallel
 
@@ -146,6 +155,23 @@ def _as_role(role: Any) -> Role:
     raise TypeError(f"next_turn_role must be a Role, got {type(role).__name__}: {role!r}")
 
 
+class _Tokens(list):
+    """A token list of a plan (a header or terminator) carrying its ``uint32`` array, made on first
+    use by :meth:`Renderer.to_array`: the array lives and dies with its list, so no map from a
+    list's ``id()`` (reused once the list is freed) is needed to find it."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, toks: Iterable[int] = ()) -> None:
+        super().__init__(toks)
+        self.array: Optional[np.ndarray] = None
+
+
+_END_TOKENS = _Tokens(_END_LIST)
+_CALL_TOKENS = _Tokens(_CALL_LIST)
+_START_TOKENS = _Tokens(_START_LIST)
+
+
 class Renderer:
     """Renders for one encoding; holds the header and text caches."""
 
@@ -159,12 +185,13 @@ class Renderer:
         self._core = core
         self._vocab = encoding._vocab
         self._local = threading.local()  # a pool thread's own copy of the BPE
+        # key -> (header, author part, rest, the header as a plan item): see header_entry
         self._headers: dict = {}
-        self._list_arrays: dict = {}  # id(header or terminator list) -> its uint32 array
-        self._texts: dict = {}
-        self._text_tokens = 0
+        self._header_bytes = 0
+        self._texts: dict = {}  # text -> token list
+        self._text_bytes = 0
         self._arrays: dict = {}  # text -> uint32 array, for the NumPy forms
-        self._array_tokens = 0
+        self._array_bytes = 0
         self._workers = thread_count() if core is not None else 1
 
     def _thread_core(self):
@@ -184,13 +211,16 @@ class Renderer:
 
     # -- encoding of texts -----------------------------------------------------------------
     def _remember(self, text: str, toks: List[int]) -> None:
-        if len(text) > _TEXT_CACHE_MAX_CHARS:
+        if len(text) > _TEXT_CACHE_MAX_CHARS or text in self._texts:
             return
-        self._text_tokens += len(toks)
-        if self._text_tokens > _TEXT_CACHE_MAX_TOKENS:
+        size = getsizeof(text) + len(toks) * _LIST_TOKEN_BYTES + _TEXT_ENTRY_BYTES
+        if size > TEXT_CACHE_MAX_BYTES:
+            return
+        self._text_bytes += size
+        if self._text_bytes > TEXT_CACHE_MAX_BYTES:
             # crude but O(1) amortised: start over rather than track recency per entry
             self._texts.clear()
-            self._text_tokens = len(toks)
+            self._text_bytes = size
         self._texts[text] = toks
 
     def _encode_fresh(self, text: str) -> Optional[List[int]]:
@@ -235,8 +265,9 @@ class Renderer:
 
     # -- headers ---------------------------------------------------------------------------
     def header_entry(self, role: Role, name, recipient, channel, content_type) -> tuple:
-        """``(header, author_part, rest)``: the header tokens ``<|start|>…<|message|>``, split
-        after the author (role and name) for loss masks; cached per distinct header."""
+        """``(header, author_part, rest, planned)``: the header tokens ``<|start|>…<|message|>``,
+        split after the author (role and name) for loss masks, and the header as a plan item (a
+        :class:`_Tokens` that carries its array); cached per distinct header, by value."""
         key = (role, name, recipient, channel, content_type)
         entry = self._headers.get(key)
         if entry is not None:
@@ -267,10 +298,18 @@ class Renderer:
             else:
                 rest += enc(" " + content_type)
         rest.append(MESSAGE)
-        entry = (author + rest, author, rest)
-        if len(self._headers) > 65_536:
+        header = author + rest
+        entry = (header, author, rest, _Tokens(header))
+        size = (
+            _HEADER_ENTRY_BYTES + len(header) * _HEADER_TOKEN_BYTES
+            + getsizeof(name) + getsizeof(recipient) + getsizeof(channel) + getsizeof(content_type)
+        )
+        if size > HEADER_CACHE_MAX_BYTES:
+            return entry  # a header too big to cache (a huge name) is built each time
+        self._header_bytes += size
+        if self._header_bytes > HEADER_CACHE_MAX_BYTES:
             self._headers.clear()
-            self._list_arrays.clear()
+            self._header_bytes = size
         self._headers[key] = entry
         return entry
 
@@ -306,13 +345,13 @@ class Renderer:
         author = m.author
         role = author.role
         recipient = m.recipient
-        plan.append(self.header_entry(role, author.name, recipient, m.channel, m.content_type)[0])
+        plan.append(self.header_entry(role, author.name, recipient, m.channel, m.content_type)[3])
         content = m.content
         if len(content) == 1 and content[0].__class__ is TextContent:
             plan.append(content[0].text)  # the common case, without a list of texts
         else:
             plan += self.content_texts(m, role, has_function_tools, json_depth)
-        plan.append(_CALL_LIST if (role is _ASSISTANT and recipient is not None) else _END_LIST)
+        plan.append(_CALL_TOKENS if (role is _ASSISTANT and recipient is not None) else _END_TOKENS)
 
     def message_plan(self, message: Message, render_options: Optional[RenderOptions] = None) -> list:
         if not isinstance(message, Message):
@@ -385,7 +424,7 @@ class Renderer:
         """What follows the messages: the next turn's start (completion), or ``<|return|>`` in
         place of the last token (training, a conversation that ends in a final message)."""
         if mode == "completion":
-            plan.append(_START_LIST)
+            plan.append(_START_TOKENS)
             plan.append(next_role._value_)  # ._value_: Enum's .value property is slow
         elif mode == "training" and _ends_in_final(msgs):
             plan.append(_RETURN_MARK)
@@ -418,24 +457,23 @@ class Renderer:
     def to_array(self, plan: list, out: Optional[np.ndarray] = None):
         """Assemble ``plan`` into a new ``uint32`` array, or into ``out`` (returns the count).
 
-        Texts come from tiktoken as ``uint32`` buffers and headers from arrays cached beside
-        their lists, so no Python int is made per token.
+        Texts come from tiktoken as ``uint32`` buffers and headers and terminators (plan items
+        of class :class:`_Tokens`) carry their own arrays, so no Python int is made per token.
         """
         parts = []
         return_last = False
         text_array = self._text_array
-        list_arrays = self._list_arrays
         for p in plan:
             if p.__class__ is str:
                 parts.append(text_array(p))
             elif p is _RETURN_MARK:
                 return_last = True
             else:
-                a = list_arrays.get(id(p))
+                a = p.array
                 if a is None:
-                    # headers and terminators live as long as the header cache, which clears
-                    # this map with it, so their id() cannot be reused while it is here
-                    a = list_arrays[id(p)] = np.asarray(p, dtype=np.uint32)
+                    a = np.array(p, dtype=np.uint32)
+                    a.setflags(write=False)  # shared by every render of this header
+                    p.array = a
                 parts.append(a)
         n = 0
         for a in parts:
@@ -465,11 +503,14 @@ class Renderer:
             else:  # pragma: no cover - tiktoken without the buffer API
                 arr = np.asarray(self._encode(text), dtype=np.uint32)
             if len(text) <= _TEXT_CACHE_MAX_CHARS:
-                self._array_tokens += arr.shape[0]
-                if self._array_tokens > _TEXT_CACHE_MAX_TOKENS:
-                    self._arrays.clear()
-                    self._array_tokens = arr.shape[0]
-                self._arrays[text] = arr
+                size = getsizeof(text) + arr.nbytes + _ARRAY_ENTRY_BYTES
+                if size <= TEXT_CACHE_MAX_BYTES:
+                    self._array_bytes += size
+                    if self._array_bytes > TEXT_CACHE_MAX_BYTES:
+                        self._arrays.clear()
+                        self._array_bytes = size
+                    arr.setflags(write=False)  # shared by every render of this text
+                    self._arrays[text] = arr
         return arr
 
     # -- drop-in entry points --------------------------------------------------------------

@@ -28,6 +28,7 @@ from .parse import (
     check_strict,
     decode_utf8,
     first_bad_token,
+    int_array,
     kernels,
     parse_header_string,
     role_from_value,
@@ -209,7 +210,9 @@ class StreamableParser:
         """Consume many tokens: the same end state as :meth:`process` on each in turn (and the
         same error, raised after the tokens before the offending one were consumed)."""
         err = None
-        if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
+        ints = None if tokens.__class__ is list else int_array(tokens)  # the input gate
+        if ints is not None:
+            tokens = ints
             if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > 0xFFFFFFFF):
                 k = int(np.flatnonzero((tokens < 0) | (tokens > 0xFFFFFFFF))[0])
                 try:

@@ -4,13 +4,18 @@ openai_harmony's wrappers call ``list(tokens)`` and pyo3 then converts every ite
 ``u32``: anything else is refused with a ``TypeError`` or ``OverflowError`` whose text is
 reproduced here. Ids in range but outside the vocabulary pass; each operation reports them with
 its own error.
+
+:func:`int_array` is the one gate through which every token entry point reads a NumPy array by
+its buffer: an array whose buffer is not what ``list(tokens)`` yields (a masked array with
+masked entries) is sent down the item-by-item path, where pyo3's error for the first masked item
+is reproduced.
 """
 
 from __future__ import annotations
 
 import array
 import operator
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -40,7 +45,25 @@ def as_u32(item: Any, arg: str) -> int:
     raise OverflowError(_OVERFLOW)
 
 
+def int_array(tokens: Any) -> Optional[np.ndarray]:
+    """``tokens`` as a plain 1-D integer ``ndarray`` whose buffer holds exactly the values
+    ``list(tokens)`` yields, or None when it must be read item by item (not such an array).
+
+    A masked array with masked entries is None: ``list()`` yields ``np.ma.masked`` for them,
+    which the oracle refuses (``__index__`` raises), whereas its buffer holds fill values.
+    """
+    if not isinstance(tokens, np.ndarray) or tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+        return None
+    if tokens.__class__ is np.ndarray:
+        return tokens
+    if isinstance(tokens, np.ma.MaskedArray):
+        return None if np.ma.is_masked(tokens) else tokens.data
+    return tokens.view(np.ndarray)
+
+
 def _numpy_ints(tokens: np.ndarray) -> "array.array":
+    """The ids of a plain 1-D integer array (see :func:`int_array`), range-checked, as
+    ``array('I')`` (a copy: the caller's array is not kept)."""
     if tokens.size:
         lo = int(tokens.min())
         hi = int(tokens.max())
@@ -62,8 +85,9 @@ def token_buffer(tokens: Any, arg: str = "tokens") -> "array.array":
     raises that call's ``TypeError``) and pyo3 then converts every item to ``u32`` in order.
     """
     if tokens.__class__ is not list:
-        if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
-            return _numpy_ints(tokens)
+        arr = int_array(tokens)
+        if arr is not None:
+            return _numpy_ints(arr)
         if isinstance(tokens, array.array) and tokens.typecode == "I":
             return array.array("I", tokens)
         tokens = list(tokens)
@@ -87,11 +111,29 @@ def first_bad_token(tokens: list, arg: str):
 
 
 def token_array(tokens: Any, arg: str = "tokens") -> np.ndarray:
-    """``tokens`` as a 1-D ``uint32`` array, checked as :func:`token_buffer` checks."""
-    if isinstance(tokens, np.ndarray) and tokens.dtype == np.uint32 and tokens.ndim == 1:
-        return tokens
+    """``tokens`` as a contiguous 1-D ``uint32`` array in native byte order, checked as
+    :func:`token_buffer` checks. It may be the caller's own array: a caller that keeps it past
+    the call must copy it (see :func:`owned_token_array`)."""
+    if tokens.__class__ is np.ndarray and tokens.dtype == np.uint32 and tokens.ndim == 1:
+        # a strided array is copied; the kernels and byte views need unit stride
+        return tokens if tokens.flags.c_contiguous else np.ascontiguousarray(tokens)
     buf = token_buffer(tokens, arg)
     return np.frombuffer(buf, dtype=np.uint32) if len(buf) else np.empty(0, np.uint32)
+
+
+def owned_token_array(tokens: Any, arg: str = "tokens") -> np.ndarray:
+    """:func:`token_array`, in read-only memory that shares nothing with the caller's object.
+
+    For an object that decodes the ids later: a caller's buffer changed in between would
+    otherwise feed the kernels ids that were never checked. An array over a ``bytes`` copy
+    cannot be made writeable again.
+    """
+    arr = token_array(tokens, arg)
+    if isinstance(tokens, np.ndarray) and np.may_share_memory(arr, tokens):
+        arr = np.frombuffer(arr.tobytes(), dtype=np.uint32)
+    else:
+        arr.flags.writeable = False  # built here: nobody else holds it
+    return arr
 
 
 def first_unknown(arr: np.ndarray) -> int:

@@ -64,6 +64,13 @@ CHILD = textwrap.dedent(
         "int64 array past vocab": np.array([START, 1, MESSAGE, 500000, END], dtype=np.int64),
         "float array": np.array([1.0, 2.0]),
         "long with junk": ([START, 173781, MESSAGE] + list(range(1000, 3000)) + [END, 5, 6]),
+        # masked arrays: list() yields np.ma.masked for a masked entry, which the oracle refuses
+        # (its __index__ raises); the fill value under the mask must never be read
+        "masked first": np.ma.array([START, 173781, MESSAGE, 12194, END], mask=[1, 0, 0, 0, 0], dtype=np.uint32),
+        "masked content int64": np.ma.array([START, 173781, MESSAGE, 12194, END], mask=[0, 0, 0, 1, 0], dtype=np.int64),
+        "masked, no entry masked": np.ma.array([START, 173781, MESSAGE, 12194, END], mask=False, dtype=np.uint32),
+        "negative before masked": np.ma.array([-1, 5, 6], mask=[0, 1, 0], dtype=np.int64),
+        "masked before negative": np.ma.array([-1, 5, 6], mask=[1, 0, 0], dtype=np.int64),
     }
     results = {}
     for name, toks in cases.items():
@@ -93,7 +100,7 @@ def test_bad_inputs_in_child_process():
     proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, f"child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(results) == 20
+    assert len(results) == 25
     for name, r in results.items():
         for label in ("parse", "parse_nonstrict", "parse_role", "decode_utf8", "decode", "stream", "stream_chunked"):
             assert r[label] is True, (name, label, r[label])
@@ -104,3 +111,36 @@ def test_bad_inputs_in_child_process():
         # recovery never raises on valid ids; an id outside the vocabulary is a clear ValueError
         if r["recover"][0] == "error":
             assert r["recover"][1] in ("ValueError", "TypeError", "OverflowError"), (name, r["recover"])
+
+
+OWNED_CHILD = textwrap.dedent(
+    r'''
+    import json
+    import numpy as np
+    import harmony_np as H
+
+    enc = H.load_harmony_encoding(H.HarmonyEncodingName.HARMONY_GPT_OSS)
+    conv = H.Conversation.from_messages([H.Message.from_role_and_content(H.Role.ASSISTANT, "hello world " * 40).with_channel("final")])
+    one = enc.render_conversation(conv)
+    out = {}
+    for errors in ("raise", "collect", "recover"):
+        buf = np.array(one * 50, dtype=np.uint32)
+        offs = np.arange(51, dtype=np.int64) * len(one)
+        table = enc.parse_batch(buf, offsets=offs, errors=errors)
+        want = table.to_messages()
+        # ids past the byte table in the caller's buffer: the table must not read them
+        buf[:] = 2**32 - 1
+        out[errors] = [table.content_texts() == [m.content[0].text for ms in want for m in ms],
+                       table.to_messages() == want, table.messages_of(7) == want[7]]
+    print(json.dumps(out))
+    '''
+)
+
+
+def test_table_does_not_read_the_callers_buffer_in_child_process():
+    """A MessageTable decodes later: ids written into the caller's buffer after parse_batch
+    (here past the vocabulary, which would read outside the byte table) are never seen."""
+    proc = subprocess.run([sys.executable, "-c", OWNED_CHILD], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, f"child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results == {e: [True, True, True] for e in ("raise", "collect", "recover")}

@@ -206,3 +206,148 @@ def test_recover_mode_rows(enc, hnp):
         assert pos == end, b
     with pytest.raises(ValueError, match="strict=False"):
         enc.parse_batch(comps, errors="recover", strict=False)
+
+
+# -- the table owns what it reads; any input layout ------------------------------------------
+
+
+def _flat_batch(enc, hnp, n=12, seed=21):
+    rng = random.Random(seed)
+    comps = [_completion(enc, hnp, rng, i) for i in range(n)]
+    flat = np.concatenate([np.asarray(c, np.uint32) for c in comps])
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in comps], out=offsets[1:])
+    return comps, flat, offsets
+
+
+def test_table_owns_its_tokens(enc, hnp):
+    """The caller's buffer refilled with other valid ids after parse_batch: the texts the table
+    decodes later are still those of the tokens it parsed."""
+    comps, flat, offsets = _flat_batch(enc, hnp)
+    want = [enc.parse_messages_from_completion_tokens(c) for c in comps]
+    for source in (flat, flat.view(np.int32), memoryview(flat)):
+        buf = flat.copy()
+        arg = buf if source is flat else (buf.view(np.int32) if isinstance(source, np.ndarray) else memoryview(buf))
+        table = enc.parse_batch(arg, offsets=offsets)
+        assert not np.shares_memory(table.tokens, buf)
+        buf[:] = np.asarray(comps[0] * (buf.size // len(comps[0]) + 1), np.uint32)[: buf.size]
+        assert table.to_messages() == want
+        assert table.messages_of(3) == want[3]
+        assert table.tokens.tolist() == flat.tolist()
+    # the table's tokens are read-only, and a copy of the caller's array cannot be made writeable
+    table = enc.parse_batch(flat, offsets=offsets)
+    with pytest.raises(ValueError):
+        table.tokens[0] = 5
+    with pytest.raises(ValueError):
+        table.tokens.flags.writeable = True
+    for built in (enc.parse_batch(comps), enc.parse_batch([np.asarray(c) for c in comps])):
+        with pytest.raises(ValueError):
+            built.tokens[0] = 5
+        assert built.to_messages() == want
+
+
+def test_flat_input_layouts(enc, hnp):
+    """Any 1-D integer layout and byte order of the tokens and offsets parses as the
+    contiguous uint32 array does; a 2-D array is refused clearly."""
+    comps, flat, offsets = _flat_batch(enc, hnp)
+    want = enc.parse_batch(comps).to_messages()
+    readonly = flat.copy()
+    readonly.flags.writeable = False
+    layouts = {
+        "strided uint32": np.repeat(flat, 2)[::2],
+        "reversed twice": flat[::-1].copy()[::-1],
+        "int64": flat.astype(np.int64),
+        "big-endian uint32": flat.astype(">u4"),
+        "big-endian int64": flat.astype(">i8"),
+        "uint16 offsets ok, uint64 tokens": flat.astype(np.uint64),
+        "read-only": readonly,
+        "over bytes": np.frombuffer(flat.tobytes(), np.uint32),
+    }
+    for name, tokens in layouts.items():
+        assert enc.parse_batch(tokens, offsets=offsets).to_messages() == want, name
+    for offs in (np.repeat(offsets, 2)[::2], offsets.astype(np.int32), offsets.astype(np.uint64), offsets.astype(">i8"), offsets.tolist()):
+        assert enc.parse_batch(flat, offsets=offs).to_messages() == want, offs.dtype if hasattr(offs, "dtype") else "list"
+    with pytest.raises(TypeError, match=r"one flat \(1-D\) token array, got an array of shape \(2, "):
+        enc.parse_batch(np.asfortranarray(np.stack([flat, flat])), offsets=offsets)
+    with pytest.raises(ValueError, match="without masked entries"):
+        enc.parse_batch(flat, offsets=np.ma.array(offsets, mask=[0] * (len(offsets) - 1) + [1]))
+    assert enc.parse_batch(flat, offsets=np.ma.array(offsets)).to_messages() == want
+
+
+def test_masked_token_arrays_are_refused(enc, hnp):
+    """A masked entry is refused as the single calls refuse it (pyo3's __index__ error), never
+    read as its fill value; a masked array with nothing masked is its data."""
+    comps, flat, offsets = _flat_batch(enc, hnp, n=3)
+    mask = np.zeros(flat.size, dtype=bool)
+    mask[offsets[1] + 4] = True
+    with pytest.raises(TypeError, match="^argument 'completions': only integer scalar arrays can be converted to a scalar index$"):
+        enc.parse_batch(np.ma.array(flat, mask=mask), offsets=offsets)
+    assert enc.parse_batch(np.ma.array(flat, mask=False), offsets=offsets).to_messages() == enc.parse_batch(comps).to_messages()
+    items = [np.ma.array(c, mask=[i == 1 and k == 2 for k in range(len(c))]) for i, c in enumerate(comps)]
+    table = enc.parse_batch(items, errors="collect")
+    assert table.errors[1] == "argument 'tokens': only integer scalar arrays can be converted to a scalar index"
+    assert table.error_types == [None, "TypeError", None]
+    with pytest.raises(TypeError, match="^completion 1: argument 'tokens': only integer scalar"):
+        enc.parse_batch(items)
+
+
+def test_collected_errors_do_not_keep_the_batch_alive(enc, hnp):
+    """A collected error's traceback held parse_batch's frame, whose arrays (the tokens, the
+    records) then lived on in a reference cycle until a full collection."""
+    import gc
+    import weakref
+
+    comps, flat, offsets = _flat_batch(enc, hnp, n=4)
+    comps[1] = comps[1][:3]  # ends in a header: an error
+    comps[2] = [1.5] + comps[2]  # bad input
+    for errors in ("collect", "recover"):
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            table = enc.parse_batch(comps, errors=errors)
+            assert table.error_types[1:3] == ["HarmonyError", "TypeError"]
+            ref = weakref.ref(table.tokens)
+            del table
+            assert ref() is None, errors
+        finally:
+            if was:
+                gc.enable()
+
+
+# -- messages_of -------------------------------------------------------------------------------
+
+
+def _mixed_batch(enc, hnp):
+    rng = random.Random(5)
+    comps = [_completion(enc, hnp, rng, i) for i in range(120)]
+    for i in rng.sample(range(120), 40):
+        comps[i] = _mutate(rng, comps[i])
+    comps[3] = []
+    comps[7] = comps[7][:2] + [N_VOCAB + 5] + comps[7][2:]  # an unknown id in a header
+    comps[8] = comps[8][:-1] + [N_VOCAB + 5, 12194, END]  # an unknown id in content
+    comps[9] = [1.5]
+    # with a role given and strict=False: a first header cut short by a stop token is a message
+    comps.append([START] + enc.encode("assistant to=functions.x") + [END] + _completion(enc, hnp, rng, 999))
+    return comps
+
+
+@pytest.mark.parametrize("errors, strict", [("collect", True), ("collect", False), ("recover", True)])
+def test_messages_of_equals_to_messages(enc, hnp, errors, strict):
+    comps = _mixed_batch(enc, hnp)
+    for role in (None, hnp.Role.ASSISTANT):
+        cs = [c[2:] if role is not None and c[:1] == [START] else c for c in comps]
+        fresh = enc.parse_batch(cs, role=role, strict=strict, errors=errors)
+        # before anything is decoded (a completion's own rows only) and after
+        got = [fresh.messages_of(b) for b in range(len(cs))]
+        table = enc.parse_batch(cs, role=role, strict=strict, errors=errors)
+        want = table.to_messages()
+        assert got == want
+        assert [table.messages_of(b) for b in range(len(cs))] == want
+        assert fresh.messages_of(-1) == want[-1] and fresh.messages_of(np.int64(5)) == want[5]
+        assert sum(e is not None for e in table.errors) > 10
+        for b in (len(cs), -len(cs) - 1):
+            with pytest.raises(IndexError):
+                table.messages_of(b)
+        for b in range(len(cs)):
+            lo, hi = table.rows_of(b)
+            assert (table.completion[lo:hi] == b).all() and hi - lo == len(want[b])

@@ -1,8 +1,9 @@
 """Batch rendering: many conversations to one ragged token array, with loss masks.
 
 Every conversation is planned in Python as a sequence of *pieces* (a header part, a content text,
-a terminator). Pieces are deduplicated across the batch, so a system prompt, developer
-instructions or tool schemas shared by all conversations are encoded once; fresh texts are
+a terminator). Pieces are deduplicated across the batch by value, so a system prompt, developer
+instructions or tool schemas shared by all conversations (the same objects, or equal copies read
+from JSON) are encoded once; fresh texts are
 encoded on a thread pool (tiktoken releases the GIL) straight into NumPy buffers. A Numba kernel
 then copies pieces into the flat output, rows in parallel. No Python object per token.
 """
@@ -109,6 +110,10 @@ class RaggedTokens:
     def loss_mask(self) -> Optional[np.ndarray]:
         """``uint8`` per token (read-only), or None when no mask was requested."""
         return self._loss_mask
+
+    def __reduce__(self):
+        # a pickled copy is checked again on load, and owns read-only arrays like this one
+        return (RaggedTokens, (self._tokens, self._offsets, self._loss_mask))
 
     def __len__(self) -> int:
         return self._offsets.shape[0] - 1
@@ -344,7 +349,7 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
     # Memos of the pieces of messages seen before, all by value: a message equal to an earlier
     # one (a shared system prompt, or its copy read from JSON) is planned once.
     head_memo: dict = {}  # plain text messages: (header key, flag) -> (author, rest, terminator)
-    memo: dict = {}  # other messages: _value_key -> (pieces, flags)
+    memo: dict = {}  # other messages: _value_key -> (pieces, flags, bytes of their texts)
     # Objects of a list or tuple all exist (so their id() is theirs) and stay unchanged while it
     # is rendered: no user code runs between rows. A generator may change or free a message
     # between rows, so its messages go by value only.
@@ -457,7 +462,9 @@ def _flush(pool: _PiecePool, occ_piece: List[int], row_occ: List[int]) -> None:
         pool.flush()
     except UnicodeEncodeError as exc:
         err = pool.surrogate_error(occ_piece, row_occ)
-        raise (err if err is not None else _surrogate_error(exc)) from None
+        if err is None:  # pragma: no cover - every failing text is pending; quote none of them
+            err = ValueError(f"invalid conversation JSON: text contains a lone surrogate {exc.object[exc.start:exc.end]!r}")
+        raise err from None
 
 
 def _tools_key(tools: Any) -> Optional[tuple]:
@@ -600,7 +607,8 @@ class MessageTable:
     ``role`` (code into :data:`ROLES`), ``name``, ``channel``, ``recipient``, ``content_type``
     (codes into ``strings``; -1 is None), ``content_start``/``content_stop`` (the content's token
     span in ``tokens``). ``tokens``/``offsets`` are the input completions (completion ``b`` is
-    ``tokens[offsets[b]:offsets[b + 1]]``). ``errors[b]`` is None, or the error text the single
+    ``tokens[offsets[b]:offsets[b + 1]]``), in read-only memory of the table's own: a caller's
+    array changed afterwards changes nothing here. ``errors[b]`` is None, or the error text the single
     call raises for completion ``b`` (its messages are then not in the table). Content text is
     decoded on first use, all of it in one pass. ``span_start``/``span_stop``: each message's
     whole token range, ``<|start|>`` through its terminator.
@@ -659,12 +667,16 @@ class MessageTable:
     def _build(self, lo: int, hi: int, texts: List[str], out: List[List[Message]], b0: int) -> None:
         """Append the messages of rows ``lo:hi`` (``texts``: their content texts) to
         ``out[completion - b0]``."""
-        sv = self.strings + [None]  # code -1 indexes the trailing None
+        names, channels = self.name[lo:hi].tolist(), self.channel[lo:hi].tolist()
+        recipients, ctypes = self.recipient[lo:hi].tolist(), self.content_type[lo:hi].tolist()
+        strings = self.strings
+        if 4 * (hi - lo) < len(strings):
+            # a few rows of a table with many strings: look up only the codes they use
+            sv: Any = {c: (strings[c] if c >= 0 else None) for c in {*names, *channels, *recipients, *ctypes}}
+        else:
+            sv = strings + [None]  # code -1 indexes the trailing None
         new = object.__new__
-        cols = zip(
-            self.completion[lo:hi].tolist(), self.role[lo:hi].tolist(), self.name[lo:hi].tolist(),
-            self.channel[lo:hi].tolist(), self.recipient[lo:hi].tolist(), self.content_type[lo:hi].tolist(), texts,
-        )
+        cols = zip(self.completion[lo:hi].tolist(), self.role[lo:hi].tolist(), names, channels, recipients, ctypes, texts)
         for b, rc, nc, cc, rcp, ctc, text in cols:
             # model.text_message, inlined: a call per message is a tenth of this loop
             author = new(Author)

@@ -1,61 +1,374 @@
 """The ``harmony-np`` command: render conversations, parse completions, decode tokens.
 
-Input and output are JSON Lines; ``-`` means stdin/stdout. Exit codes: 0 success, 1 some input
-lines failed (with ``--keep-going``), 2 usage error, 3 a line failed (without ``--keep-going``).
+Input and output are JSON Lines; ``-`` means stdin/stdout. Input is read as bytes and each line
+is decoded by itself, so a line that is not UTF-8 or not JSON (or JSON nested too deeply) is one
+bad line, reported on stderr as ``FILE:LINE: TYPE: TEXT``.
+
+Exit codes: 0 success; 1 some lines failed (with ``--keep-going``); 2 usage, setting or file
+error (``-o FILE`` then left as it was); 3 a line failed (without ``--keep-going``: the output lines
+before it are written); 130 interrupted (SIGINT; 143 for SIGTERM): the output holds the complete
+lines written so far; 141 the reader of stdout went away (``| head``), quietly.
+
+``-o FILE`` is written to a temporary file beside FILE that replaces FILE at the end (FILE's
+permissions kept), so a failed run leaves FILE as it was; an output that is the input is refused.
+An ``.npz`` output is written whole or not at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
 import json
+import os
+import signal
+import stat
 import sys
-from typing import Iterator, List, Optional, TextIO, Tuple
+import tempfile
+import threading
+from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from ._version import __version__
 
 EXAMPLES = """\
 examples:
   harmony-np demo
-  harmony-np render conversations.jsonl -o tokens.jsonl
-  harmony-np render --mode training conversations.jsonl -o train.npz
+  harmony-np render --mode conversation conversations.jsonl -o tokens.jsonl
+  harmony-np parse tokens.jsonl
+  harmony-np render conversations.jsonl -o prompts.jsonl      # prompts ending <|start|>assistant
   harmony-np parse completions.jsonl --role assistant --non-strict
-  harmony-np render --mode conversation convs.jsonl | harmony-np parse -
+  harmony-np render --mode training conversations.jsonl -o train.npz
+  harmony-np render --mode conversation conversations.jsonl | harmony-np parse -
   echo '[200006, 173781, 200008, 12194, 200007]' | harmony-np decode -
   harmony-np stop-tokens
 """
 
+EXIT_CODES = """\
+exit codes: 0 done; 1 some lines failed (--keep-going); 2 usage, setting or file error;
+  3 a line failed (the lines before it are written); 130 interrupted (the complete lines so far
+  are kept, in -o FILE too; an .npz is not written); 141 stdout closed by its reader (| head)
+"""
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # as a Unix tool killed by SIGPIPE
+
+CHUNK = 4096  # lines per batch call
+_FLUSH_AT = 1 << 16  # bytes of complete lines held before they are written
+
+# what a bad input line can raise (everything else is a failure of the run, not of a line)
+_DATA_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RuntimeError, ArithmeticError)
 
 
-def _open_in(path: str) -> TextIO:
-    if path == "-":
-        return sys.stdin
-    return open(path, encoding="utf-8")
+class _Usage(Exception):
+    """A bad setting, file or option: reported in one line, exit 2."""
 
 
-def _open_out(path: Optional[str]) -> TextIO:
-    if path is None or path == "-":
-        return sys.stdout
-    return open(path, "w", encoding="utf-8")
+class _Stop(Exception):
+    """A bad line without ``--keep-going``: the run ends there."""
 
 
-def _close_out(out: Optional[TextIO]) -> None:
-    """Close an output file; flush stdout (which stays open)."""
-    if out is None:
-        return
-    if out is sys.stdout:
-        out.flush()
-    else:
-        out.close()
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise :class:`_Interrupted`, except while complete lines are being
+    written (``held``): then the signal waits until the write is done, so that an output never
+    ends in part of a line. Only the first signal raises: the cleanup it starts (writing the
+    lines held, renaming the output) is not cut short by a second one."""
+
+    def __init__(self) -> None:
+        self.holding = 0
+        self.pending: Optional[int] = None
+        self.fired = False
+        self._saved: dict = {}
+
+    def install(self) -> None:
+        self.holding, self.pending, self.fired = 0, None, False
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, self._handler)
+
+    def restore(self) -> None:
+        for sig, old in self._saved.items():
+            signal.signal(sig, old)
+        self._saved.clear()
+
+    def _handler(self, signum, frame) -> None:
+        if self.fired:
+            return
+        if self.holding:
+            self.pending = signum
+            return
+        self.fired = True
+        raise _Interrupted(signum)
+
+    @contextlib.contextmanager
+    def held(self, reraise: bool = True):
+        """Defer SIGINT/SIGTERM over the block; raise it after (if ``reraise``)."""
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        if not self.holding and self.pending is not None:
+            signum, self.pending = self.pending, None
+            if reraise and not self.fired:
+                self.fired = True
+                raise _Interrupted(signum)
+
+
+_signals = _Signals()
+_temps: set = set()  # temporary outputs not yet in place: removed by main() however it ends
+
+
+class _Bad(NamedTuple):
+    """A bad input line: the error's type name and text."""
+
+    kind: str
+    text: str
+
+
+def _bad(exc: BaseException) -> _Bad:
+    return _Bad(type(exc).__name__, str(exc))
+
+
+def _json(text: str):
+    """``json.loads``, with too deep a nesting a ``ValueError`` like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _same_file(a: Optional[os.stat_result], b: Optional[os.stat_result]) -> bool:
+    return a is not None and b is not None and stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+class _Source:
+    """An input file (or stdin, ``-``) read as bytes; ``done`` counts the lines (or .npz rows)
+    read so far, for the progress bar."""
+
+    def __init__(self, path: str, npz_ok: bool = False) -> None:
+        self.path = path
+        self.name = "<stdin>" if path == "-" else path
+        self.file = sys.stdin.buffer if path == "-" else open(path, "rb")
+        self.stat = os.fstat(self.file.fileno())
+        self.done = 0
+        self.npz: Optional[tuple] = None
+        if npz_ok and path.endswith(".npz"):
+            self.npz = self._load_npz()
+
+    def __enter__(self) -> "_Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not sys.stdin.buffer:
+            self.file.close()
+
+    def total(self) -> Optional[int]:
+        """How many lines (or rows) there are, when that can be known before reading them."""
+        if self.npz is not None:
+            return len(self.npz[2])
+        if not stat.S_ISREG(self.stat.st_mode):
+            return None
+        n, last = 0, b"\n"
+        with open(self.file.fileno(), "rb", closefd=False) as f:
+            pos = f.tell()
+            f.seek(0)
+            for block in iter(lambda: f.read(1 << 20), b""):
+                n += block.count(b"\n")
+                last = block[-1:]
+            f.seek(pos)
+        return n + (last != b"\n")
+
+    def lines(self) -> Iterator[Tuple[int, Union[str, _Bad]]]:
+        """(line number, text) of each line that is not blank; a line that is not UTF-8 comes
+        as its :class:`_Bad`."""
+        for no, raw in enumerate(self.file, 1):
+            self.done = no
+            if no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = _Bad("UnicodeDecodeError", f"invalid UTF-8 at byte {exc.start} of the line: {exc.reason}")
+            yield no, text
+
+    def _load_npz(self) -> tuple:
+        import zipfile
+
+        import numpy as np
+
+        try:
+            with np.load(self.file) as data:
+                if "tokens" not in data or "offsets" not in data:
+                    raise ValueError("an .npz input needs arrays 'tokens' and 'offsets'")
+                tokens, offsets = data["tokens"], data["offsets"]
+                lines = data["line"] if "line" in data else None
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise _Usage(f"{self.name}: not a readable token .npz: {exc}") from None
+        ok = tokens.ndim == 1 and offsets.ndim == 1 and offsets.shape[0] >= 1
+        ok = ok and tokens.dtype.kind in "iu" and offsets.dtype.kind in "iu"
+        if ok:
+            steps = np.diff(offsets.astype(np.int64))
+            ok = int(offsets[0]) == 0 and int(offsets[-1]) == tokens.shape[0] and bool((steps >= 0).all())
+        if not ok:
+            raise _Usage(f"{self.name}: 'tokens' must be a 1-D integer array and 'offsets' rise from 0 to its length")
+        n = offsets.shape[0] - 1
+        if lines is None:
+            lines = np.arange(1, n + 1)
+        elif lines.shape != (n,) or lines.dtype.kind not in "iu":
+            raise _Usage(f"{self.name}: 'line' must hold one integer per row ({n})")
+        return tokens, offsets.astype(np.int64), lines.tolist()
+
+
+class _Sink:
+    """Where a command's output goes: stdout, or ``-o FILE`` through a temporary file beside
+    FILE (a FIFO or device is written in place). Output is whole lines (``line``); they are
+    written in blocks, each write held against SIGINT, so the output only ever ends at a line's
+    end. ``commit`` puts the temporary file in FILE's place, ``discard`` removes it."""
+
+    def __init__(self, path: Optional[str], source: Optional[_Source]) -> None:
+        self.parts: List[bytes] = []
+        self.size = 0
+        self.tmp: Optional[str] = None
+        self.target: Optional[str] = None
+        self.closed = False
+        src_stat = source.stat if source is not None else None
+        if path is None or path == "-":
+            self.fd = sys.stdout.fileno()
+            self.own_fd = False
+            if _same_file(src_stat, os.fstat(self.fd)):
+                raise _Usage(f"stdout is the input file {source.name}: write to another file")
+            sys.stdout.flush()
+            return
+        target = os.path.realpath(path)  # through symlinks: replace the file, not the link
+        try:
+            st: Optional[os.stat_result] = os.stat(target)
+        except FileNotFoundError:
+            st = None
+        if _same_file(src_stat, st):
+            raise _Usage(f"the output {path} is the input file {source.name}: write to another file")
+        self.own_fd = True
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            self.fd = os.open(target, os.O_WRONLY)  # /dev/null, a FIFO: nothing to replace
+            return
+        folder, base = os.path.split(target)
+        try:
+            with _signals.held():  # no signal between the file's creation and its record
+                self.fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".part")
+                _temps.add(self.tmp)
+        except OSError as exc:
+            raise _Usage(f"cannot write beside {path}: {exc}") from None
+        self.target = target
+        if st is not None:
+            os.fchmod(self.fd, stat.S_IMODE(st.st_mode))
+            with contextlib.suppress(OSError):
+                os.fchown(self.fd, st.st_uid, st.st_gid)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(self.fd, 0o666 & ~umask)
+
+    def line(self, text: str) -> None:
+        """Add one output line (``text`` without its newline)."""
+        # a lone surrogate can only stand in a JSON string, where \\udXXX is its escape
+        data = text.encode("utf-8", "backslashreplace")
+        self.parts.append(data)
+        self.size += len(data) + 1
+        if self.size >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the lines held so far, all of them, before a signal can stop it."""
+        if not self.parts:
+            return
+        with _signals.held():
+            view = memoryview(b"\n".join(self.parts) + b"\n")
+            while view:
+                view = view[os.write(self.fd, view) :]
+            self.parts.clear()
+            self.size = 0
+
+    def binary(self):
+        """A binary file object on the output, for a whole-file format (.npz)."""
+        return open(self.fd, "wb", closefd=False)
+
+    def commit(self) -> None:
+        """Write what is held and put the output in place."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+            if self.tmp is not None:
+                os.fsync(self.fd)
+        except BaseException:
+            self.discard()
+            raise
+        self._close()
+        if self.tmp is not None:
+            try:
+                os.replace(self.tmp, self.target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.tmp)
+                raise
+            _temps.discard(self.tmp)
+            self.tmp = None
+            with contextlib.suppress(OSError):  # make the rename itself durable
+                dfd = os.open(os.path.dirname(self.target), os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+
+    def discard(self) -> None:
+        """Drop the temporary file (FILE stays as it was); on stdout, write the whole lines
+        held, as a pipe has the lines before them already."""
+        if self.closed:
+            return
+        if self.tmp is None:
+            with contextlib.suppress(OSError):
+                self.flush()
+        self.parts.clear()
+        self._close()
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            _temps.discard(self.tmp)
+            self.tmp = None
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.own_fd:
+            os.close(self.fd)
 
 
 def _encoding():
+    """The encoding, with the settings checked once: a bad ``HARMONY_NP_THREADS`` or vocabulary
+    (``TIKTOKEN_ENCODINGS_BASE``) is a :class:`_Usage` error, not one error per line."""
+    from .threads import thread_count
+    from .vocab import VocabularyError
+
+    try:
+        thread_count()
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
     from .encoding import load_harmony_encoding
 
-    return load_harmony_encoding("HarmonyGptOss")
-
-
-CHUNK = 4096  # lines per batch call
+    try:
+        return load_harmony_encoding("HarmonyGptOss")
+    except (VocabularyError, OSError) as exc:
+        where = os.environ.get("TIKTOKEN_ENCODINGS_BASE")
+        raise _Usage((f"TIKTOKEN_ENCODINGS_BASE={where}: " if where else "") + str(exc)) from None
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
@@ -77,8 +390,8 @@ class _Failures:
         self.keep_going = keep_going
         self.count = 0
 
-    def report(self, no: int, kind: str, text: str) -> None:
-        print(f"harmony-np: {self.src}:{no}: {kind}: {text}", file=sys.stderr)
+    def report(self, no: int, bad: _Bad) -> None:
+        print(f"harmony-np: {self.src}:{no}: {bad.kind}: {bad.text}", file=sys.stderr)
         self.count += 1
         if not self.keep_going:
             raise _Stop()
@@ -90,117 +403,141 @@ class _Failures:
         return EXIT_OK
 
 
-class _Stop(Exception):
-    pass
+def _placeholder(no: int, bad: _Bad) -> str:
+    """The output line in a bad input line's place (with --keep-going), so that output lines
+    stay aligned with input lines: the same shape for every command."""
+    return json.dumps({"error": bad.text, "error_type": bad.kind, "line": no}, ensure_ascii=False)
 
 
-class _Run:
-    """A command's output and progress bar, closed however the command ends; a stop at a bad
-    line (``_Stop``) ends the block and sets ``stopped``."""
-
-    def __init__(self, out, bar=None) -> None:
-        self.out = out
-        self.bar = bar
-        self.stopped = False
-
-    def __enter__(self) -> "_Run":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if self.bar is not None:
-            self.bar.close()
-        _close_out(self.out)
-        self.stopped = exc_type is _Stop
-        return self.stopped
-
-    def exit_code(self, failures: "_Failures") -> int:
-        return EXIT_FAILED if self.stopped else failures.exit_code()
-
-
-def _progress(quiet: bool, what: str, total: Optional[int] = None):
-    """A tqdm bar on stderr when it is a terminal (and not --quiet), else None."""
+def _progress(quiet: bool, what: str, source: _Source):
+    """A tqdm bar on stderr when it is a terminal (and not --quiet), else None; with a total
+    when the input is a file."""
     if quiet or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=" " + what, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=source.total(), unit=" " + what, file=sys.stderr, dynamic_ncols=True)
+
+
+class _Run:
+    """A command's input, output and progress bar. However the block ends, the bar is closed
+    and the output committed (the end, a stop at a bad line, an interruption: the complete
+    lines so far) or discarded (any other error; always for a whole-file output, unless the
+    block ended normally). A stop (``_Stop``) ends the block and sets ``stopped``."""
+
+    def __init__(self, source: _Source, output: Optional[str], quiet: bool, what: str, whole_file: bool = False) -> None:
+        self.source = source
+        self.whole_file = whole_file
+        self.stopped = False
+        self.out = _Sink(output, source)
+        self.bar = _progress(quiet, what, source)
+
+    def __enter__(self) -> "_Run":
+        return self
+
+    def progress(self) -> None:
+        """Write the lines held and move the bar to the lines read so far."""
+        self.out.flush()
+        if self.bar is not None:
+            self.bar.update(self.source.done - self.bar.n)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.stopped = exc_type is _Stop
+        # the output is put in place with any further signal held off; then a signal counts,
+        # unless an error is on its way out already
+        with _signals.held(reraise=exc_type is None or exc_type is _Stop):
+            if self.bar is not None:
+                with contextlib.suppress(Exception):
+                    self.bar.close()
+            partial = exc_type is not None and issubclass(exc_type, (_Stop, _Interrupted))
+            if exc_type is None or (partial and not self.whole_file):
+                self.out.commit()
+            else:
+                self.out.discard()
+        return self.stopped
+
+    def exit_code(self, failures: _Failures) -> int:
+        return EXIT_FAILED if self.stopped else failures.exit_code()
 
 
 def cmd_render(args) -> int:
-    from .model import Conversation, RenderConversationConfig, Role
+    from .model import RenderConversationConfig, Role
 
     enc = _encoding()
     cfg = RenderConversationConfig(auto_drop_analysis=not args.keep_analysis)
     next_role = Role(args.next_role)
     npz = args.output is not None and args.output.endswith(".npz")
     want_mask = args.mode == "training" or args.loss_mask
-    failures = _Failures(args.input, args.keep_going)
     rows_tokens, rows_offsets, rows_mask, rows_line = [], [0], [], []
-    run = _Run(None if npz else _open_out(args.output), _progress(args.quiet, "conversations"))
-    out, bar = run.out, run.bar
-    with run:
-        with _open_in(args.input) as fin:
-            lines = ((no, line) for no, line in enumerate(fin, 1) if line.strip())
-            for chunk in _chunks(lines, CHUNK):
-                convs, nos = [], []
-                for no, line in chunk:
-                    try:
-                        doc = json.loads(line)
-                        conv = Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
-                    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                        failures.report(no, type(exc).__name__, str(exc))
-                        continue
-                    convs.append(conv)
-                    nos.append(no)
-                result = _render_chunk(enc, convs, nos, args.mode, next_role, cfg, want_mask, failures)
-                for no, toks, mask in result:
-                    if npz:
-                        rows_tokens.append(toks)
-                        rows_offsets.append(rows_offsets[-1] + len(toks))
-                        if want_mask:
-                            rows_mask.append(mask)
-                        rows_line.append(no)
-                    else:
-                        out.write(json.dumps(toks.tolist()))
-                        out.write("\n")
-                if bar is not None:
-                    bar.update(len(chunk))
-    if run.stopped:
-        return EXIT_FAILED
-    if npz:
-        import numpy as np
+    with _Source(args.input) as src, _Run(src, args.output, args.quiet, "conversations", whole_file=npz) as run:
+        failures = _Failures(src.name, args.keep_going)
+        out = run.out
+        for chunk in _chunks(src.lines(), CHUNK):
+            for no, toks, mask in _render_chunk(enc, chunk, args.mode, next_role, cfg, want_mask):
+                if isinstance(toks, _Bad):
+                    failures.report(no, toks)
+                    if not npz:
+                        out.line(_placeholder(no, toks))
+                elif npz:
+                    rows_tokens.append(toks)
+                    rows_offsets.append(rows_offsets[-1] + len(toks))
+                    if want_mask:
+                        rows_mask.append(mask)
+                    rows_line.append(no)
+                elif want_mask:
+                    out.line(f'{{"tokens": {json.dumps(toks.tolist())}, "loss_mask": {json.dumps(mask.tolist())}}}')
+                else:
+                    out.line(json.dumps(toks.tolist()))
+            run.progress()
+        if npz:
+            import numpy as np
 
-        arrays = {
-            "tokens": np.concatenate(rows_tokens) if rows_tokens else np.empty(0, np.uint32),
-            "offsets": np.asarray(rows_offsets, dtype=np.int64),
-            "line": np.asarray(rows_line, dtype=np.int64),
-        }
-        if want_mask:
-            arrays["loss_mask"] = np.concatenate(rows_mask) if rows_mask else np.empty(0, np.uint8)
-        np.savez(args.output, **arrays)
-    return failures.exit_code()
+            arrays = {
+                "tokens": np.concatenate(rows_tokens) if rows_tokens else np.empty(0, np.uint32),
+                "offsets": np.asarray(rows_offsets, dtype=np.int64),
+                "line": np.asarray(rows_line, dtype=np.int64),
+            }
+            if want_mask:
+                arrays["loss_mask"] = np.concatenate(rows_mask) if rows_mask else np.empty(0, np.uint8)
+            with out.binary() as f:
+                np.savez(f, **arrays)
+    return run.exit_code(failures)
 
 
-def _render_chunk(enc, convs, nos, mode, next_role, cfg, want_mask, failures):
-    """(line number, tokens, mask) of each conversation that renders; the rest reported."""
-    try:
-        rb = enc.render_batch(convs, mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
-    except (ValueError, TypeError, RuntimeError):
-        # some conversation is bad: render one by one to report each by its line
-        out = []
-        for no, conv in zip(nos, convs):
+def _render_chunk(enc, chunk, mode, next_role, cfg, want_mask) -> list:
+    """(line number, tokens or :class:`_Bad`, mask or None) of each line of ``chunk``, in order."""
+    from .model import Conversation
+
+    rows: list = []
+    for no, text in chunk:
+        if not isinstance(text, _Bad):
             try:
-                one = enc.render_batch([conv], mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
-            except (ValueError, TypeError, RuntimeError) as exc:
-                failures.report(no, type(exc).__name__, str(exc).replace("conversation 0: ", "", 1))
+                doc = _json(text)
+                text = Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
+            except _DATA_ERRORS as exc:
+                text = _bad(exc)
+        rows.append((no, text))
+    good = [conv for _, conv in rows if not isinstance(conv, _Bad)]
+    kw = dict(mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
+    try:
+        rb = enc.render_batch(good, **kw)
+        rendered = iter([(rb[i], rb.row_mask(i) if want_mask else None) for i in range(len(good))])
+    except _DATA_ERRORS:
+        # some conversation is bad: render one by one to report each by its line
+        one_by_one = []
+        for conv in good:
+            try:
+                one = enc.render_batch([conv], **kw)
+            except _DATA_ERRORS as exc:
+                one_by_one.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
                 continue
-            out.append((no, one[0], one.row_mask(0) if want_mask else None))
-        return out
-    return [(no, rb[i], rb.row_mask(i) if want_mask else None) for i, no in enumerate(nos)]
+            one_by_one.append((one[0], one.row_mask(0) if want_mask else None))
+        rendered = iter(one_by_one)
+    return [(no, conv, None) if isinstance(conv, _Bad) else (no, *next(rendered)) for no, conv in rows]
 
 
-def _token_line(line: str) -> List[int]:
-    doc = json.loads(line)
+def _token_line(text: str) -> list:
+    doc = _json(text)
     if isinstance(doc, dict):
         doc = doc.get("tokens")
     if not isinstance(doc, list):
@@ -208,42 +545,43 @@ def _token_line(line: str) -> List[int]:
     return doc
 
 
-def _completion_chunks(path: str) -> Iterator[Tuple[list, list]]:
+def _completion_chunks(src: _Source) -> Iterator[Tuple[list, list]]:
     """Chunks of (line numbers, token lists) from JSON Lines or an .npz (tokens, offsets); a
-    line that is not a token list comes as its ``ValueError``, in its place."""
-    if path.endswith(".npz"):
-        import numpy as np
-
-        with np.load(path) as data:
-            if "tokens" not in data or "offsets" not in data:
-                raise ValueError(f"{path}: an .npz input needs arrays 'tokens' and 'offsets'")
-            tokens, offsets = data["tokens"], data["offsets"]
-            lines = data["line"] if "line" in data else np.arange(1, offsets.shape[0])
-        n = offsets.shape[0] - 1
-        for a in range(0, n, CHUNK):
-            z = min(n, a + CHUNK)
-            yield lines[a:z].tolist(), [tokens[offsets[i] : offsets[i + 1]] for i in range(a, z)]
+    line that is not a token list comes as its :class:`_Bad`, in its place."""
+    if src.npz is not None:
+        tokens, offsets, lines = src.npz
+        for a in range(0, len(lines), CHUNK):
+            z = min(len(lines), a + CHUNK)
+            src.done = z
+            yield lines[a:z], [tokens[offsets[i] : offsets[i + 1]] for i in range(a, z)]
         return
-    with _open_in(path) as fin:
-        lines = ((no, line) for no, line in enumerate(fin, 1) if line.strip())
-        for chunk in _chunks(lines, CHUNK):
-            nos, comps = [], []
-            for no, line in chunk:
+    for chunk in _chunks(src.lines(), CHUNK):
+        nos, comps = [], []
+        for no, text in chunk:
+            if not isinstance(text, _Bad):
                 try:
-                    toks = _token_line(line)
-                except ValueError as exc:
-                    toks = exc
-                nos.append(no)
-                comps.append(toks)
-            yield nos, comps
+                    text = _token_line(text)
+                except _DATA_ERRORS as exc:
+                    text = _bad(exc)
+            nos.append(no)
+            comps.append(text)
+        yield nos, comps
 
 
-def _error_line(out, failures: "_Failures", no: int, kind: str, text: str) -> None:
-    """Report a bad line and write its error in its place, so that output lines stay aligned
-    with input lines."""
-    failures.report(no, kind, text)
-    out.write(json.dumps({"error": text, "error_type": kind}, ensure_ascii=False))
-    out.write("\n")
+def _parse_chunk(enc, comps: list, role, strict: bool, mode: str) -> list:
+    """(messages, error, error type) of each token list in ``comps`` (no :class:`_Bad` there)."""
+    try:
+        table = enc.parse_batch(comps, role=role, strict=strict, errors=mode)
+        return list(zip(table.to_messages(), table.errors, table.error_types))
+    except _DATA_ERRORS:
+        out = []
+        for comp in comps:  # one by one, to tell which failed
+            try:
+                table = enc.parse_batch([comp], role=role, strict=strict, errors=mode)
+                out.append((table.to_messages()[0], table.errors[0], table.error_types[0]))
+            except _DATA_ERRORS as exc:
+                out.append(([], str(exc), type(exc).__name__))
+        return out
 
 
 def cmd_parse(args) -> int:
@@ -251,50 +589,45 @@ def cmd_parse(args) -> int:
 
     enc = _encoding()
     role = Role(args.role) if args.role else None
-    failures = _Failures(args.input, args.keep_going)
-    run = _Run(_open_out(args.output), _progress(args.quiet, "completions"))
-    out, bar = run.out, run.bar
-    with run:
-        mode = "recover" if args.recover else "collect"
-        for nos, comps in _completion_chunks(args.input):
-            good = [c for c in comps if not isinstance(c, ValueError)]
-            table = enc.parse_batch(good, role=role, strict=not args.non_strict, errors=mode)
-            results = iter(zip(table.to_messages(), table.errors, table.error_types))
+    mode = "recover" if args.recover else "collect"
+    with _Source(args.input, npz_ok=True) as src, _Run(src, args.output, args.quiet, "completions") as run:
+        failures = _Failures(src.name, args.keep_going)
+        out = run.out
+        for nos, comps in _completion_chunks(src):
+            results = iter(_parse_chunk(enc, [c for c in comps if not isinstance(c, _Bad)], role, not args.non_strict, mode))
             for no, comp in zip(nos, comps):
-                if isinstance(comp, ValueError):
-                    _error_line(out, failures, no, "ValueError", str(comp))
-                    continue
-                msgs, err, kind = next(results)
-                if err is not None and not (args.recover and kind == "HarmonyError"):
-                    _error_line(out, failures, no, kind, err)
+                if not isinstance(comp, _Bad):
+                    msgs, err, kind = next(results)
+                    if err is not None and not (args.recover and kind == "HarmonyError"):
+                        comp = _Bad(kind, err)
+                if isinstance(comp, _Bad):
+                    failures.report(no, comp)
+                    out.line(_placeholder(no, comp))
                     continue
                 if err is not None:
                     # recovered: the messages, and what was repaired, by line
-                    print(f"harmony-np: {args.input}:{no}: recovered: {err}", file=sys.stderr)
-                out.write(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
-                out.write("\n")
-            if bar is not None:
-                bar.update(len(nos))
+                    print(f"harmony-np: {src.name}:{no}: recovered: {err}", file=sys.stderr)
+                out.line(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
+            run.progress()
     return run.exit_code(failures)
 
 
 def cmd_decode(args) -> int:
     enc = _encoding()
-    failures = _Failures(args.input, args.keep_going)
-    run = _Run(_open_out(args.output))
-    out = run.out
-    with run:
-        for nos, comps in _completion_chunks(args.input):
+    with _Source(args.input, npz_ok=True) as src, _Run(src, args.output, args.quiet, "token lists") as run:
+        failures = _Failures(src.name, args.keep_going)
+        out = run.out
+        for nos, comps in _completion_chunks(src):
             for no, toks in zip(nos, comps):
-                try:
-                    if isinstance(toks, ValueError):
-                        raise toks
-                    text = enc.decode(toks)
-                except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
-                    _error_line(out, failures, no, type(exc).__name__, str(exc))
-                    continue
-                out.write(json.dumps(text, ensure_ascii=False))
-                out.write("\n")
+                if not isinstance(toks, _Bad):
+                    try:
+                        out.line(json.dumps(enc.decode(toks), ensure_ascii=False))
+                        continue
+                    except _DATA_ERRORS as exc:
+                        toks = _bad(exc)
+                failures.report(no, toks)
+                out.line(_placeholder(no, toks))
+            run.progress()
     return run.exit_code(failures)
 
 
@@ -361,29 +694,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="harmony-np",
         description="Render and parse gpt-oss Harmony conversations (a fast openai_harmony).",
-        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.epilog = EXAMPLES + "\n" + EXIT_CODES
     p.add_argument("--version", action="version", version=f"harmony-np {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def io_args(sp):
         sp.add_argument("input", nargs="?", default="-", help="JSON Lines input file, or - for stdin (default)")
-        sp.add_argument("-o", "--output", default=None, help="output file (default: stdout)")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        sp.add_argument("--keep-going", action="store_true", help="report bad lines and go on; exit 1 at the end if any failed")
+        sp.add_argument(
+            "-o", "--output", default=None,
+            help="output file (default: stdout), written beside it and renamed into place at the end; not the input",
+        )
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown on a terminal only)")
+        sp.add_argument(
+            "--keep-going", action="store_true",
+            help='report bad lines and go on, writing {"error", "error_type", "line"} in their place; exit 1 at the end if any failed',
+        )
 
     sp = sub.add_parser(
         "render",
         help="conversations (to_dict JSON, one per line) to token lists",
-        description="Render conversations. Output: JSON Lines of token lists, or an .npz (-o x.npz) "
-        "with tokens, offsets, line (input line of each row) and, in training mode, loss_mask.",
+        description="Render conversations. Output: JSON Lines of token lists (with a loss mask: objects "
+        '{"tokens": [...], "loss_mask": [...]}), or an .npz (-o x.npz) with tokens, offsets, line (input '
+        "line of each row) and, with a loss mask, loss_mask; an .npz is written whole or not at all and "
+        "holds no rows for bad lines (its 'line' array tells which input lines are there).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_args(sp)
     sp.add_argument("--mode", choices=["completion", "conversation", "training"], default="completion")
     sp.add_argument("--next-role", default="assistant", help="role of the next turn in completion mode")
     sp.add_argument("--keep-analysis", action="store_true", help="do not drop analysis messages before a final one")
-    sp.add_argument("--loss-mask", action="store_true", help="also write the loss mask to an .npz (always in training mode)")
+    sp.add_argument("--loss-mask", action="store_true", help="also write the loss mask (always in training mode)")
     sp.set_defaults(func=cmd_render)
 
     sp = sub.add_parser(
@@ -391,7 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="completion token lists (one per line, or an .npz) to messages",
         description="Parse completions: one JSON line of messages per input line. A completion that "
         "fails is reported on stderr with its line number (and, with --keep-going, written as "
-        '{"error": ...} so that output lines stay aligned with input lines).',
+        '{"error": ..., "error_type": ..., "line": N} so that output lines stay aligned with input lines). '
+        "Input lines: a JSON list of token ids, or an object with 'tokens' (as render writes with a loss mask).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_args(sp)
     sp.add_argument("--role", default=None, help="role of the completion when it starts after '<|start|>role'")
@@ -399,7 +745,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--recover", action="store_true", help="read malformed completions by the recovery rules instead of failing (docs/recovery.md)")
     sp.set_defaults(func=cmd_parse)
 
-    sp = sub.add_parser("decode", help="token lists (one per line) to text")
+    sp = sub.add_parser(
+        "decode",
+        help="token lists (one per line, or an .npz) to text",
+        description="Decode token lists: one JSON string per input line (invalid UTF-8 replaced).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     io_args(sp)
     sp.set_defaults(func=cmd_decode)
 
@@ -412,25 +764,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        return args.func(args)
-    except BrokenPipeError:
-        # a closed pipe (e.g. `| head`) is not an error of ours; point stdout at /dev/null so
-        # that the interpreter's final flush does not fail again
-        import os
-
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of a closed pipe is
+    silent too."""
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
-    except (OSError, ValueError) as exc:
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    _signals.install()
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.func(args)
+    except _Interrupted as exc:
+        with contextlib.suppress(OSError):
+            print("harmony-np: interrupted", file=sys.stderr)
+        return 128 + exc.signum
+    except BrokenPipeError:
+        # the reader went away (`| head`): not an error of ours, nothing to say
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except (_Usage, OSError, ValueError) as exc:
         print(f"harmony-np: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        with _signals.held(reraise=False):
+            for path in _temps:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            _temps.clear()
+        _signals.restore()
 
 
 if __name__ == "__main__":

@@ -126,12 +126,13 @@ OWNED_CHILD = textwrap.dedent(
     for errors in ("raise", "collect", "recover"):
         buf = np.array(one * 50, dtype=np.uint32)
         offs = np.arange(51, dtype=np.int64) * len(one)
-        table = enc.parse_batch(buf, offsets=offs, errors=errors)
-        want = table.to_messages()
-        # ids past the byte table in the caller's buffer: the table must not read them
+        want = enc.parse_batch(buf.copy(), offsets=offs, errors=errors).to_messages()
+        tables = [enc.parse_batch(buf, offsets=offs, errors=errors) for _ in range(3)]
+        # ids past the byte table in the caller's buffer, before anything was decoded: the
+        # tables must not read them
         buf[:] = 2**32 - 1
-        out[errors] = [table.content_texts() == [m.content[0].text for ms in want for m in ms],
-                       table.to_messages() == want, table.messages_of(7) == want[7]]
+        out[errors] = [tables[0].content_texts() == [m.content[0].text for ms in want for m in ms],
+                       tables[1].to_messages() == want, tables[2].messages_of(7) == want[7]]
     print(json.dumps(out))
     '''
 )

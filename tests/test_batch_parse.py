@@ -339,6 +339,7 @@ def test_messages_of_equals_to_messages(enc, hnp, errors, strict):
         fresh = enc.parse_batch(cs, role=role, strict=strict, errors=errors)
         # before anything is decoded (a completion's own rows only) and after
         got = [fresh.messages_of(b) for b in range(len(cs))]
+        assert fresh._texts is None  # each call decoded its own completion, not the whole table
         table = enc.parse_batch(cs, role=role, strict=strict, errors=errors)
         want = table.to_messages()
         assert got == want
@@ -351,3 +352,17 @@ def test_messages_of_equals_to_messages(enc, hnp, errors, strict):
         for b in range(len(cs)):
             lo, hi = table.rows_of(b)
             assert (table.completion[lo:hi] == b).all() and hi - lo == len(want[b])
+
+
+def test_messages_of_with_many_strings(enc, hnp):
+    """A table with more distinct strings than a completion has rows: messages_of looks up only
+    the codes it needs, with the same result."""
+    comps = []
+    for i in range(40):
+        m = hnp.Message.from_role_and_content(hnp.Role.ASSISTANT, '{"x": %d}' % i).with_channel("commentary")
+        comps.append(enc.render_conversation(hnp.Conversation.from_messages([m.with_recipient(f"functions.f{i}").with_content_type("<|constrain|>json")])))
+    table = enc.parse_batch(comps)
+    assert len(table.strings) > 40
+    want = [enc.parse_messages_from_completion_tokens(c) for c in comps]
+    assert [table.messages_of(b) for b in range(40)] == want == table.to_messages()
+    assert want[7][0].recipient == "functions.f7"

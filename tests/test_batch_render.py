@@ -176,3 +176,246 @@ def test_texts_holding_the_join_separator(enc, hnp):
     big = [hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, (t + " long text. ") * 400)]) for t in texts[:10]]
     rb = enc.render_batch(big, mode="conversation")  # enough text for the thread pool
     assert rb.to_list() == [enc.render_conversation(c) for c in big]
+
+
+# -- rows by value: generators, equal copies, objects changed between rows ------------------
+
+
+SINGLE = {
+    "completion": lambda enc, hnp, c: enc.render_conversation_for_completion(c, hnp.Role.ASSISTANT),
+    "conversation": lambda enc, hnp, c: enc.render_conversation(c),
+    "training": lambda enc, hnp, c: enc.render_conversation_for_training(c),
+}
+LOOKUP = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+
+
+def language_row(hnp, i):
+    """Row ``i``: a developer message made for the row, a user turn, in most rows a reply."""
+    msgs = [
+        hnp.Message.from_role_and_content(hnp.Role.SYSTEM, hnp.SystemContent.new()),
+        hnp.Message.from_role_and_content(hnp.Role.DEVELOPER, hnp.DeveloperContent.new().with_instructions(f"Answer in language #{i}")),
+        hnp.Message.from_author_and_content(hnp.Author.new(hnp.Role.USER, f"u{i % 3}"), f"question {i}"),
+    ]
+    if i % 4:
+        msgs.append(hnp.Message.from_role_and_content(hnp.Role.ASSISTANT, f"answer {i}").with_channel("final"))
+    return hnp.Conversation.from_messages(msgs)
+
+
+def check_rows(enc, hnp, rb, convs, mode):
+    """Every row and its loss mask equal the single call and the per-message reference."""
+    assert len(rb) == len(convs)
+    wrong = [i for i, c in enumerate(convs) if rb[i].tolist() != SINGLE[mode](enc, hnp, c)]
+    assert wrong == [], f"{len(wrong)} rows differ from their single call, first {wrong[:5]}"
+    for i, c in enumerate(convs):
+        assert rb.row_mask(i).tolist() == reference_mask(enc, hnp, c, None, mode, False), (i, mode)
+
+
+@pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
+def test_generator_rows_equal_single_calls(enc, hnp, mode):
+    """A generator builds every row's messages anew and frees them (collected every few rows,
+    so ids are reused): before, a per-batch memo keyed by ``id(message)`` gave 995 of 1,000 rows
+    another row's developer text."""
+    import gc
+
+    n = 1000
+
+    def rows():
+        for i in range(n):
+            if i % 10 == 0:
+                gc.collect()
+            yield language_row(hnp, i)
+
+    rb = enc.render_batch(rows(), mode=mode, loss_mask=True)
+    check_rows(enc, hnp, rb, [language_row(hnp, i) for i in range(n)], mode)
+
+
+@pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
+def test_equal_copies_and_function_tools(enc, hnp, mode):
+    """Rows read from JSON (distinct but equal messages); the same system message renders
+    differently where a developer message declares function tools, and tools differing only in
+    their parameters (1 vs 1.0 vs true) or namespace stay apart."""
+    docs = []
+    for i in range(120):
+        msgs = [{"role": "system", "content": [hnp.SystemContent.new().to_dict()]}]
+        if i % 3:
+            params = dict(LOOKUP, default=[1, 1.0, True][i % 3]) if i % 5 else LOOKUP
+            dev = hnp.DeveloperContent.new().with_instructions("Be brief.").with_function_tools(
+                [hnp.ToolDescription.new("lookup", "Looks things up.", params)])
+            if i % 7 == 0:
+                dev = dev.with_tools(hnp.ToolNamespaceConfig("other", "Other tools.", [hnp.ToolDescription.new("x", "X.")]))
+            msgs.append({"role": "developer", "content": [dev.to_dict()]})
+        msgs.append({"role": "user", "content": [{"type": "text", "text": f"q{i % 4}"}]})
+        docs.append(json.dumps({"messages": msgs}))
+    convs = [hnp.Conversation.from_json(d) for d in docs]
+    rb = enc.render_batch(convs, mode=mode, loss_mask=True)
+    check_rows(enc, hnp, rb, convs, mode)
+    rb = enc.render_batch(iter(convs), mode=mode, loss_mask=True)  # by value only
+    check_rows(enc, hnp, rb, convs, mode)
+
+
+def test_generator_changing_a_shared_message_between_rows(enc, hnp):
+    """One message object changed in place between the rows that share it (instructions, a
+    tool's parameters, a system field): each row is what it was when it was yielded."""
+    sys_msg = hnp.Message.from_role_and_content(hnp.Role.SYSTEM, hnp.SystemContent.new())
+    tool = hnp.ToolDescription.new("lookup", "Looks things up.", {"type": "object", "properties": {}})
+    dev = hnp.Message.from_role_and_content(hnp.Role.DEVELOPER, hnp.DeveloperContent.new().with_instructions("x").with_function_tools([tool]))
+    want = []
+
+    def rows():
+        for i in range(60):
+            dev.content[0].instructions = f"Answer in language #{i % 20}"
+            tool.parameters["properties"] = {f"p{i % 3}": {"type": "string"}}
+            sys_msg.content[0].conversation_start_date = f"2025-01-{i % 9 + 1:02d}"
+            conv = hnp.Conversation.from_messages([sys_msg, dev, hnp.Message.from_role_and_content(hnp.Role.USER, "hi")])
+            want.append(enc.render_conversation(conv))
+            yield conv
+
+    assert enc.render_batch(rows(), mode="conversation").to_list() == want
+
+
+# -- errors name their conversation, and only its text ----------------------------------------
+
+
+def single_error(fn):
+    with pytest.raises(Exception) as info:
+        fn()
+    return info.value
+
+
+def test_lone_surrogate_error_quotes_only_its_conversation(enc, hnp):
+    """A lone surrogate is reported for its conversation, in the single call's words (its index
+    within its own text), with none of another row's text: before, the error quoted the
+    batch's joined buffer ('assistant<|reserved_200999|>private text of another user…')."""
+    U = hnp.Role.USER
+    private = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(U, "private text of another user")])
+    bad = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(U, "ok"), hnp.Message.from_role_and_content(U, "x\ud800")])
+    later = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(U, "more private text")])
+    for mode in ("completion", "conversation", "training"):
+        single = single_error(lambda: SINGLE[mode](enc, hnp, bad))
+        assert isinstance(single, ValueError) and "at index 1: 'x\\ud800'" in str(single)
+        for convs, index in (([private, bad, later], 1), ([bad], 0), ([private] * 5 + [bad], 5)):
+            with pytest.raises(ValueError) as info:
+                enc.render_batch(iter(convs), mode=mode)
+            assert str(info.value) == f"conversation {index}: {single}"
+            assert "private" not in str(info.value) and "reserved_200999" not in str(info.value)
+            assert info.value.__cause__ is None and info.value.__suppress_context__
+    # enough text for the thread pool: the joined buffers are encoded on two threads
+    big = [hnp.Conversation.from_messages([hnp.Message.from_role_and_content(U, f"private {i} " * 2000)]) for i in range(8)]
+    with pytest.raises(ValueError) as info:
+        enc.render_batch(big[:5] + [bad] + big[5:], mode="conversation")
+    assert str(info.value) == f"conversation 5: {single_error(lambda: enc.render_conversation(bad))}"
+
+
+def test_first_failing_conversation_is_reported(enc, hnp):
+    """A row whose text has a lone surrogate (found only when the batch encodes its texts) is
+    reported before a later row's error met while planning (a name with a surrogate, a tool
+    without a name); a bad system field is quoted as the single call quotes it."""
+    U = hnp.Role.USER
+    bad_text = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(U, "b\udfff")])
+    bad_name = hnp.Conversation.from_messages([hnp.Message.from_author_and_content(hnp.Author.new(U, "n\ud800"), "x")])
+    no_name = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.TOOL, "x")])
+    good = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(U, "fine")])
+    text_err = str(single_error(lambda: enc.render_conversation(bad_text)))
+    for later in (bad_name, no_name):
+        with pytest.raises(ValueError) as info:
+            enc.render_batch([good, bad_text, later], mode="conversation")
+        assert str(info.value) == f"conversation 1: {text_err}"
+    name_err = single_error(lambda: enc.render_conversation(bad_name))
+    with pytest.raises(ValueError) as info:
+        enc.render_batch([good, bad_name, bad_text], mode="conversation")
+    assert str(info.value) == f"conversation 1: {name_err}"
+    sysm = hnp.Message.from_role_and_content(hnp.Role.SYSTEM, hnp.SystemContent.new().with_model_identity("I am \ud800"))
+    bad_sys = hnp.Conversation.from_messages([sysm])
+    sys_err = single_error(lambda: enc.render_conversation(bad_sys))
+    with pytest.raises(ValueError) as info:
+        enc.render_batch([good, good, bad_sys], mode="conversation")
+    assert str(info.value) == f"conversation 2: {sys_err}"
+
+
+# -- RaggedTokens built by hand ---------------------------------------------------------------
+
+
+def test_ragged_tokens_refuses_bad_input(hnp):
+    from harmony_np.batch import RaggedTokens
+
+    t = np.arange(10, dtype=np.uint32)
+    cases = [
+        (dict(offsets=[0, 10**8]), ValueError, r"offsets\[1\] = 100000000 is past the end of the 10 tokens"),
+        (dict(offsets=[-3, 2]), ValueError, r"offsets\[0\] = -3 is negative"),
+        (dict(offsets=[0, 7, 5, 9]), ValueError, r"offsets must not decrease: offsets\[2\] = 5 < offsets\[1\] = 7"),
+        (dict(offsets=np.array([0, 2**64 - 1], dtype=np.uint64)), ValueError, "past the end"),
+        (dict(offsets=[]), ValueError, "at least one"),
+        (dict(offsets=[[0, 5]]), ValueError, "1-D"),
+        (dict(offsets=[0.0, 5.0]), TypeError, "offsets must be integers"),
+        (dict(offsets=[0, 5], loss_mask=np.ones(4, np.uint8)), ValueError, "loss_mask has 4 values for 10 tokens"),
+        (dict(offsets=[0, 5], loss_mask=np.array([0, 1, 2] + [0] * 7)), ValueError, r"loss_mask\[2\] = 2 is not 0 or 1"),
+        (dict(tokens=np.array([1, -1, 3]), offsets=[0, 3]), ValueError, r"tokens\[1\] = -1 is not a token id"),
+        (dict(tokens=np.array([1, 2**32]), offsets=[0, 2]), ValueError, r"tokens\[1\] = 4294967296"),
+        (dict(tokens=np.zeros((2, 2), np.uint32), offsets=[0, 2]), ValueError, "tokens must be 1-D"),
+        (dict(tokens=np.array([True]), offsets=[0, 1]), TypeError, "tokens must be integers"),
+    ]
+    for kw, kind, text in cases:
+        kw.setdefault("tokens", t)
+        with pytest.raises(kind, match=text):
+            RaggedTokens(kw["tokens"], kw["offsets"], kw.get("loss_mask"))
+
+
+def test_ragged_tokens_owns_read_only_copies(enc, hnp):
+    from harmony_np.batch import RaggedTokens
+
+    t = np.arange(10, dtype=np.uint32)
+    off = np.array([0, 3, 3, 10], dtype=np.int64)
+    mask = np.array([0, 1] * 5, dtype=np.uint8)
+    r = RaggedTokens(t, off, mask)
+    t[:] = 2**32 - 1
+    off[:] = [0, 10**8, 0, 10**9]  # would send the padding kernel far out of bounds
+    mask[:] = 7
+    assert r.to_list() == [[0, 1, 2], [], [3, 4, 5, 6, 7, 8, 9]]
+    ids, attn, lm = r.to_padded(0, with_loss_mask=True)
+    assert ids[2].tolist() == [3, 4, 5, 6, 7, 8, 9] and lm[0].tolist() == [0, 1, 0, 0, 0, 0, 0]
+    for a in (r.tokens, r.offsets, r.loss_mask):
+        with pytest.raises(ValueError):
+            a[0] = 1
+    with pytest.raises(AttributeError):
+        r.offsets = np.array([0, 10**8])
+    assert r.row_mask(-1).tolist() == r.row_mask(2).tolist() == [1, 0, 1, 0, 1, 0, 1]
+    with pytest.raises(IndexError):
+        r.row_mask(3)
+    assert RaggedTokens([], [0]).to_list() == [] and len(RaggedTokens([], [0, 0])) == 1
+    import pickle
+
+    back = pickle.loads(pickle.dumps(r))
+    assert back.to_list() == r.to_list() and not back.offsets.flags.writeable
+    assert RaggedTokens(np.array([5], np.int8), np.array([0, 1], np.uint8), [True]).to_padded(0, with_loss_mask=True)[2].tolist() == [[1]]
+    # a rendered batch hands out read-only arrays too
+    rb = enc.render_batch([hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, "x")])], mode="training")
+    for a in (rb.tokens, rb.offsets, rb.loss_mask):
+        assert not a.flags.writeable
+
+
+def test_bad_ragged_tokens_do_not_crash_the_interpreter():
+    """Offsets past the end, negative offsets and a short loss mask reached the padding kernel
+    unchecked (a segfault, rows wrapped around, heap bytes read); in a child process each is
+    now a ValueError."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from harmony_np.batch import RaggedTokens
+        t = np.arange(10, dtype=np.uint32)
+        for off, mask in (([0, 10**8], None), ([-3, 2], None), ([0, 10], np.ones(2, np.uint8))):
+            try:
+                r = RaggedTokens(t, np.array(off), mask)
+                out = r.to_padded(0, with_loss_mask=mask is not None)
+                print("accepted", off, out[0].tolist()[:1])
+            except ValueError as exc:
+                print("ValueError", exc)
+        """
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"child exited {p.returncode}: {p.stderr[-2000:]}"
+    lines = p.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("ValueError") for line in lines), p.stdout

@@ -590,3 +590,51 @@ def test_non_strict_header_cut_short_decode_errors(oenc, enc, oracle, hnp, E):
         assert isinstance(got, tuple)
     got = run_ours(enc, [byte_tok[0xE2], END], hnp.Role.ASSISTANT, False)
     assert got == ("HarmonyError", "Could not decode tokens: Invalid utf-8 sequence: incomplete utf-8 byte sequence from index 0")
+
+
+# -- masked arrays: refused as the oracle refuses them, never read as their fill values ---------
+
+_GOOD = [START, 173781, CHANNEL, 17196, MESSAGE, 12194, 1354, END]
+
+
+def _masked_inputs():
+    out = {}
+    for dt in (np.uint32, np.int64, np.int32, np.uint64, ">u4"):
+        for name, mask in (("first", [0] * 0 + [1] + [0] * 7), ("content", [0] * 6 + [1, 0]),
+                           ("header", [0, 0, 1] + [0] * 5), ("all", True), ("none", False), ("none set", [0] * 8)):
+            out[f"{np.dtype(dt).str} {name}"] = lambda dt=dt, mask=mask: np.ma.array(_GOOD, mask=mask, dtype=dt)
+    out["negative before the mask"] = lambda: np.ma.array([-1, 5, 6], mask=[0, 1, 0], dtype=np.int64)
+    out["mask before negative"] = lambda: np.ma.array([-1, 5, 6], mask=[1, 0, 0], dtype=np.int64)
+    out["too large after the mask"] = lambda: np.ma.array([5, 2**40], mask=[1, 0], dtype=np.int64)
+    out["unknown id under the mask"] = lambda: np.ma.array(_GOOD[:5] + [300000] + _GOOD[6:], mask=[0] * 5 + [1, 0, 0], dtype=np.uint32)
+    out["long, masked late"] = lambda: np.ma.array(_GOOD[:6] + [12194] * 300 + [END], mask=[0] * 200 + [1] + [0] * 107, dtype=np.uint32)
+    out["float masked"] = lambda: np.ma.array([1.0, 2.0], mask=[1, 0])
+    out["2-D masked"] = lambda: np.ma.array([_GOOD], mask=[[0] * 7 + [1]])
+    return out
+
+
+MASKED = _masked_inputs()
+
+
+def _outcome(fn):
+    try:
+        v = fn()
+    except Exception as exc:  # noqa: BLE001 - the type and text are what is compared
+        return ("error", type(exc).__name__, str(exc))
+    return ("ok", _norm_messages(v) if isinstance(v, list) else v)
+
+
+@pytest.mark.parametrize("name", list(MASKED))
+def test_masked_arrays_match_oracle(oenc, enc, oracle, hnp, name):
+    make = MASKED[name]
+    calls = [
+        ("parse", lambda e, R, t: e.parse_messages_from_completion_tokens(t)),
+        ("parse non-strict", lambda e, R, t: e.parse_messages_from_completion_tokens(t, strict=False)),
+        ("parse role", lambda e, R, t: e.parse_messages_from_completion_tokens(t[2:] if t.ndim == 1 else t, R.ASSISTANT)),
+        ("decode", lambda e, R, t: e.decode(t)),
+        ("decode_utf8", lambda e, R, t: e.decode_utf8(t)),
+    ]
+    for label, call in calls:
+        want = _outcome(lambda: call(oenc, oracle.Role, make()))
+        got = _outcome(lambda: call(enc, hnp.Role, make()))
+        assert got == want, (name, label)

@@ -127,12 +127,12 @@ RSS_CHILD = textwrap.dedent(
                 pass
 
     # warm up: kernels compiled, tables built, the allocator at its working size
-    chunk(0, 1000, "collect")
+    chunk(0, 800, "collect")
     chunk(1, 150, "recover")
     r0 = rss()
-    for i in range(16):  # 16,000 unique headers of 1,000 ids: ~10 KB each if kept
-        chunk(10 + i, 1000, "collect")
-    for i in range(10):  # 10,000 unique headers of 150 ids, cached up to the bound
+    for i in range(8):  # 8,000 unique headers of 800 ids: ~12 KB each if kept
+        chunk(10 + i, 800, "collect")
+    for i in range(6):  # 6,000 unique headers of 150 ids, cached up to the bound
         chunk(40 + i, 150, "collect" if i % 2 else "recover")
     t = P.tables(enc)
     print(json.dumps({"growth": rss() - r0, "headers": [len(t.headers), getattr(t.headers, "nbytes", None)]}))
@@ -143,8 +143,8 @@ RSS_CHILD = textwrap.dedent(
 def test_rss_bounded_under_unique_malformed_headers():
     """Memory after warm-up grows by at most what the caches may hold: the sum of their byte
     bounds, times 1.5 for what the accounting leaves out (allocator headers, the dict's spare
-    slots), plus 16 MiB for the allocator keeping freed chunks. Unbounded, these 26,000 unique
-    headers keep ~200 MiB."""
+    slots), plus 16 MiB for the allocator keeping freed chunks. Unbounded (as before the
+    bound), these 14,000 unique headers kept ~120 MiB."""
     proc = subprocess.run(
         [sys.executable, "-c", RSS_CHILD, os.path.dirname(__file__)], capture_output=True, text=True, timeout=300, env=dict(os.environ)
     )

@@ -626,3 +626,45 @@ def test_doc_examples_are_current(enc):
         role = None if m.group(1) == "None" else m.group(1)
         toks = enc.encode(ast.literal_eval(m.group(2)), allowed_special="all")
         assert explain(enc, toks, role) == rest, first
+
+
+def test_masked_arrays(hnp, enc, E):
+    """A masked entry is not an integer (the oracle's single calls refuse it too), never its
+    fill value; a masked array with nothing masked reads as its data."""
+    toks = E("<|start|>assistant<|channel|>final<|message|>" + "word " * 200 + "<|end|>")
+    expected = enc.recover_messages_from_completion_tokens(toks)
+    for dt in (np.uint32, np.int64, ">u4"):
+        for n in (10, len(toks)):  # the short path and the kernel path
+            part = toks[: n - 1] + [END]
+            want = enc.recover_messages_from_completion_tokens(part)
+            got = enc.recover_messages_from_completion_tokens(np.ma.array(part, mask=False, dtype=dt))
+            assert norm(got.messages) == norm(want.messages) and got.spans.tolist() == want.spans.tolist()
+            mask = np.zeros(n, dtype=bool)
+            mask[n - 3] = True
+            with pytest.raises(TypeError, match=rf"^token at position {n - 3} is not an integer: masked$"):
+                enc.recover_messages_from_completion_tokens(np.ma.array(part, mask=mask, dtype=dt))
+            p = hnp.StreamableParser(enc, None, recover=True)
+            with pytest.raises(TypeError, match=rf"^token at position {n - 3} is not an integer: masked$"):
+                p.process_tokens(np.ma.array(part, mask=mask, dtype=dt))
+            assert p.tokens == []  # nothing consumed by the refused call
+    # an id outside the vocabulary under the mask is not read
+    hidden = np.ma.array(toks[:5] + [300000] + toks[6:], mask=[i == 5 for i in range(len(toks))], dtype=np.uint32)
+    with pytest.raises(TypeError, match="position 5 is not an integer"):
+        enc.recover_messages_from_completion_tokens(hidden)
+    assert norm(enc.recover_messages_from_completion_tokens(np.ma.array(toks)).messages) == norm(expected.messages)
+
+
+def test_result_does_not_keep_the_callers_array(hnp, enc, E):
+    """A RecoveryResult (its spans are built when first read) and the recovering parser hold no
+    reference to the caller's array: changing it afterwards changes nothing."""
+    toks = E("<|start|>assistant<|channel|>final<|message|>" + "word " * 200 + "<|end|>junk<|start|>assistant")
+    want = enc.recover_messages_from_completion_tokens(toks)
+    arr = np.array(toks, dtype=np.uint32)
+    got = enc.recover_messages_from_completion_tokens(arr)
+    p = hnp.StreamableParser(enc, None, recover=True).process_tokens(arr)
+    arr[:] = 2**32 - 1
+    p.process_eos()
+    for res in (got, p.result):
+        assert norm(res.messages) == norm(want.messages)
+        assert res.spans.tolist() == want.spans.tolist()
+        assert res.unparsed == want.unparsed and res.diagnostics == want.diagnostics

@@ -411,3 +411,49 @@ def test_process_tokens_numpy_out_of_range(oracle, oenc, hnp, enc, E, bad):
     ph2 = hnp.StreamableParser(enc, None)
     assert call(ph2.process_tokens, big) == ("OverflowError", "Python int too large to convert to C long")
     assert ph2.tokens == toks
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64, ">u4"])
+@pytest.mark.parametrize("where", ["header", "content", "none", "long content"])
+def test_process_tokens_masked_array(oracle, oenc, hnp, enc, E, dtype, where):
+    """A masked entry is refused as the oracle's process refuses it (the tokens before it are
+    consumed), never read as its fill value; each masked item given to process is refused too."""
+    toks = E("<|start|>assistant<|channel|>final<|message|>" + "word caf\u00e9 " * (100 if where == "long content" else 10))
+    mask = np.zeros(len(toks), dtype=bool)
+    if where == "header":
+        mask[2] = True
+    elif where != "none":
+        mask[len(toks) - 3] = True
+    arr = np.ma.array(toks, mask=mask, dtype=dtype)
+    po, ph = make_pair(oracle, oenc, hnp, enc, None, True)
+    eo = None
+    for t in arr:
+        eo = call(po.process, t)
+        if eo:
+            break
+    assert call(ph.process_tokens, arr) == eo
+    assert observe(ph) == observe(po)
+    assert (eo is None) == (where == "none")
+    # item by item: the masked constant itself
+    ph1 = hnp.StreamableParser(enc, None)
+    e1 = None
+    for t in arr:
+        e1 = call(ph1.process, t)
+        if e1:
+            break
+    assert e1 == eo
+    assert observe(ph1) == observe(po)
+
+
+def test_parser_does_not_keep_the_callers_array(hnp, enc, E):
+    """process_tokens copies what it is given: the caller's array changed afterwards (ids past
+    the byte table included) changes nothing in the parser, mid-message or later."""
+    toks = E("<|start|>assistant<|channel|>final<|message|>" + "caf\u00e9 word " * 150)
+    for n in (20, len(toks)):  # the Python loop and the kernel path
+        want = hnp.StreamableParser(enc, None).process_tokens(list(toks[:n])).process_eos()
+        arr = np.array(toks[:n], dtype=np.uint32)
+        p = hnp.StreamableParser(enc, None).process_tokens(arr)
+        arr[:] = 2**32 - 1
+        assert p.current_content == want.messages[0].content[0].text
+        p.process_eos()
+        assert observe(p) == observe(want)

@@ -290,7 +290,7 @@ def test_cli_sigint_leaves_complete_lines(tmp_path, hnp, enc, command):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(base * 1000) + "\n")  # 200,000 lines: longer than the wait below
     p = subprocess.Popen(CLI + [command, str(src), "-q"] + (["--mode", "conversation"] if command == "render" else []),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     first = p.stdout.readline()  # output has started
     assert first
     time.sleep(0.3)

@@ -212,16 +212,16 @@ def check_rows(enc, hnp, rb, convs, mode):
 
 @pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
 def test_generator_rows_equal_single_calls(enc, hnp, mode):
-    """A generator builds every row's messages anew and frees them (collected every few rows,
-    so ids are reused): before, a per-batch memo keyed by ``id(message)`` gave 995 of 1,000 rows
-    another row's developer text."""
+    """A generator builds every row's messages anew and frees them (ids are reused at once, and
+    after a collection now and then): before, a per-batch memo keyed by ``id(message)`` gave 995
+    of 1,000 rows another row's developer text."""
     import gc
 
     n = 1000
 
     def rows():
         for i in range(n):
-            if i % 10 == 0:
+            if i % 100 == 0:
                 gc.collect()
             yield language_row(hnp, i)
 

@@ -48,7 +48,7 @@ def test_np_renders_across_header_cache_clears(monkeypatch, hnp, enc):
     clears = 0
     last = r._header_bytes
     for k in range(1500):
-        if k % 25 == 0:
+        if k % 150 == 0:
             gc.collect()
         conv = hnp.Conversation.from_messages([sysm] + [_user(hnp, f"user{k}_{j}") for j in range(k % 4 + 1)])
         _all_forms_agree(enc, hnp, conv)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import Author, DeveloperContent, Message, RenderConversationConfig, Role, SystemContent, TextContent
+from .parse import kernels
 from .render import _LIST_TOKEN_BYTES, _START_LIST, _as_role, _ends_in_final, _surrogate_error
 from .vocab import RETURN
 
@@ -176,7 +177,7 @@ class RaggedTokens:
         n = len(self)
         ids = np.full((n, width), pad_id, dtype=np.uint32)
         attn = np.zeros((n, width), dtype=np.uint8)
-        from .kernels import pad_rows
+        pad_rows = kernels().pad_rows
 
         # safe unchecked: the constructor proved 0 <= offsets[0] <= ... <= offsets[-1] <= len(tokens)
         # == len(loss_mask), and the arrays are read-only copies
@@ -442,7 +443,7 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
     np.cumsum(piece_len[occ], out=occ_cum[1:])
     offsets = occ_cum[row_occ_off]
 
-    from .kernels import assemble_rows
+    assemble_rows = kernels().assemble_rows
 
     tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
     mask = np.zeros(tokens.shape[0], dtype=np.uint8) if want_mask else np.zeros(0, dtype=np.uint8)
@@ -795,7 +796,7 @@ def parse_batch(encoding, completions: Any, *, offsets: Any = None, role: Any = 
 
 
 def _parse_batch(encoding, completions, offsets, role, strict, errors) -> MessageTable:
-    from .kernels import scan_batch, span_hashes
+    scan_batch, span_hashes = kernels().scan_batch, kernels().span_hashes
     from .parse import (
         FLAG_CONTENT_UNKNOWN,
         REC_HEADER_ONLY,
@@ -1037,7 +1038,7 @@ def _add_recovered(table: MessageTable, recovered: dict, starts: np.ndarray, cod
 
 def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None) -> List[str]:
     """The content texts of rows ``lo:hi`` (default: every row)."""
-    from .kernels import gather_spans
+    gather_spans = kernels().gather_spans
     from .parse import stream_text, tables
 
     if hi is None:

@@ -17,7 +17,7 @@ from .model import (
     RenderOptions,
     Role,
 )
-from .parse import parse_completion
+from .parse import kernels, lazy_module, parse_completion
 from .tokens import first_unknown, token_array
 from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
 
@@ -154,20 +154,28 @@ class HarmonyEncoding:
     @property
     def renderer(self):
         if self._renderer is None:
-            from .render import Renderer
+            Renderer = lazy_module("render").Renderer
 
             self._renderer = Renderer(self)
         return self._renderer
 
     def render(self, message: Message, render_options: Optional[RenderOptions] = None) -> List[int]:
         """Tokens of one message."""
-        return self.renderer.render_message(message, render_options)
+        try:
+            return self.renderer.render_message(message, render_options)
+        except Exception:
+            _raise_json_error(message, "message")
+            raise
 
     def render_conversation(
         self, conversation: Conversation, config: Optional[RenderConversationConfig] = None
     ) -> List[int]:
         """Tokens of a conversation, as it stands."""
-        return self.renderer.render_conversation(conversation, config, mode="conversation")
+        try:
+            return self.renderer.render_conversation(conversation, config, mode="conversation")
+        except Exception:
+            _raise_json_error(conversation, "conversation")
+            raise
 
     def render_conversation_for_completion(
         self,
@@ -176,23 +184,39 @@ class HarmonyEncoding:
         config: Optional[RenderConversationConfig] = None,
     ) -> List[int]:
         """Tokens of a conversation followed by ``<|start|>`` and the next turn's role."""
-        return self.renderer.render_conversation(conversation, config, mode="completion", next_role=next_turn_role)
+        try:
+            return self.renderer.render_conversation(conversation, config, mode="completion", next_role=next_turn_role)
+        except Exception:
+            _raise_json_error(conversation, "conversation", next_turn_role)
+            raise
 
     def render_conversation_for_training(
         self, conversation: Conversation, config: Optional[RenderConversationConfig] = None
     ) -> List[int]:
         """Tokens of a conversation; a closing assistant final message ends in ``<|return|>``."""
-        return self.renderer.render_conversation(conversation, config, mode="training")
+        try:
+            return self.renderer.render_conversation(conversation, config, mode="training")
+        except Exception:
+            _raise_json_error(conversation, "conversation")
+            raise
 
     def _array(self, planner, args: tuple, out: Optional[np.ndarray]):
-        from .render import _surrogate_error, raise_surrogate_error
+        render = lazy_module("render")
 
+        # args: (message, options) for a message, (conversation, config, mode[, next role])
+        kind = "message" if len(args) == 2 else "conversation"
+        role = args[3] if len(args) > 3 else Role.ASSISTANT
         try:
             return self.renderer.to_array(planner(*args), out)
         except UnicodeEncodeError as exc:
-            raise _surrogate_error(exc) from None
+            _raise_json_error(args[0], kind, role)
+            raise render._surrogate_error(exc) from None
         except HarmonyError:
-            raise_surrogate_error(args[0])
+            _raise_json_error(args[0], kind, role)
+            render.raise_surrogate_error(args[0])
+            raise
+        except Exception:
+            _raise_json_error(args[0], kind, role)
             raise
 
     # NumPy forms: a uint32 array, or written into ``out`` (a preallocated uint32 buffer), in
@@ -232,7 +256,7 @@ class HarmonyEncoding:
         ``"conversation"`` or ``"training"``). ``.loss_mask`` (default on in training mode) is 1
         on assistant output: from after the role through the terminator.
         """
-        from .batch import render_batch
+        render_batch = lazy_module("batch").render_batch
         from .render import _surrogate_error
 
         try:
@@ -242,6 +266,9 @@ class HarmonyEncoding:
             )
         except UnicodeEncodeError as exc:
             raise _surrogate_error(exc) from None
+        except Exception as exc:
+            _raise_batch_json_error(conversations, exc, next_role if mode == "completion" else Role.ASSISTANT)
+            raise
 
     def parse_batch(self, completions, *, offsets=None, role: Optional[Role] = None, strict: bool = True, errors: str = "raise"):
         """Parse many completions at once into a columnar :class:`~harmony_np.batch.MessageTable`.
@@ -254,7 +281,7 @@ class HarmonyEncoding:
         diagnostics as columns. ``.to_messages()`` equals the single-call parse of each
         completion (the recovered messages, for a recovered one).
         """
-        from .batch import parse_batch
+        parse_batch = lazy_module("batch").parse_batch
 
         return parse_batch(self, completions, offsets=offsets, role=role, strict=strict, errors=errors)
 
@@ -277,8 +304,39 @@ class HarmonyEncoding:
         return recover_completion(self, tokens, role)
 
 
+def _raise_json_error(rendered, kind: str, next_role=Role.ASSISTANT) -> None:
+    """After a failed render: raise the error openai_harmony meets on sending ``rendered`` (a
+    message, or a conversation) to its Rust core as JSON, if there is one. It writes and reads
+    that JSON before it renders anything, so such an error comes before any error of rendering;
+    a bad next role it meets between writing the JSON and reading it."""
+    from .model import json_input_error
+
+    try:
+        Role(next_role)
+        role_ok = True
+    except Exception:
+        role_ok = False
+    err = json_input_error(rendered, kind, read_json=role_ok)
+    if err is not None:
+        raise err from None
+
+
+def _raise_batch_json_error(conversations, exc: Exception, next_role) -> None:
+    """:func:`_raise_json_error` for the conversation a failed batch names (``conversation i:``),
+    with its index, as the batch reports that conversation's single render."""
+    found = re.match(r"conversation (\d+): ", str(exc))
+    if found is None or not isinstance(conversations, (list, tuple)):
+        return
+    index = int(found.group(1))
+    if index < len(conversations):
+        try:
+            _raise_json_error(conversations[index], "conversation", next_role)
+        except Exception as err:
+            raise lazy_module("batch")._with_index(err, f"conversation {index}") from None
+
+
 def _gather_bytes(vocab: Vocabulary, arr: np.ndarray) -> bytes:
-    from .kernels import gather_bytes
+    gather_bytes = kernels().gather_bytes
 
     return gather_bytes(vocab.flat, vocab.offsets, arr).tobytes()
 

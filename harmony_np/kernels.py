@@ -2,12 +2,69 @@
 
 Every caller validates its input first (ids below ``N_VOCAB``, offsets monotone): Numba does not
 bounds-check, so an unchecked id would read outside the byte table.
+
+Import this module through :func:`harmony_np.parse.kernels`: a fork then waits until the import
+(numba's with it) is done, and the lazy imports of numba's first call are made here too.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable, Optional
+
+import numba
 import numpy as np
-from numba import njit
+from numba.core import config as _numba_config
+
+from .vocab import writable_cache_folder
+
+
+def _prepare_first_calls() -> None:
+    # numba's first call of any kernel imports more (its extension entry points, numpy.ma to
+    # type an array) outside its compiler lock: done here, under the lock a fork waits for,
+    # rather than in whichever thread calls a kernel first
+    try:
+        from numba.core.entrypoints import init_all
+    except ImportError:  # pragma: no cover - another numba layout
+        pass
+    else:
+        init_all()
+    numba.typeof(np.empty(0, np.uint8))
+
+
+_prepare_first_calls()
+
+# Where kernels are cached when numba finds no place (a read-only install used from a home that
+# cannot be written): None until a kernel needs it, then a folder, or "" to compile in memory.
+_fallback_cache: Optional[str] = None
+
+
+def njit(fn: Optional[Callable] = None, **options: Any):
+    """:func:`numba.njit`; with ``cache=True``, a kernel that numba has nowhere to cache goes to
+    harmony_np's own cache folder (:func:`harmony_np.vocab.writable_cache_folder`), else is
+    compiled in memory, once per process, instead of failing the import."""
+
+    def decorate(f: Callable):
+        global _fallback_cache
+        if not options.get("cache"):
+            return numba.njit(**options)(f)
+        if _fallback_cache is None:
+            try:
+                return numba.njit(**options)(f)
+            except RuntimeError:  # "cannot cache function ...: no locator available"
+                folder = writable_cache_folder("numba")
+                _fallback_cache = str(folder) if folder is not None else ""
+        if not _fallback_cache:
+            return numba.njit(**dict(options, cache=False))(f)
+        # numba's locator of a user's cache folder reads config.CACHE_DIR when the kernel is
+        # decorated and keeps the path: set for this kernel only, not for the process's others
+        saved = _numba_config.CACHE_DIR
+        _numba_config.CACHE_DIR = _fallback_cache
+        try:
+            return numba.njit(**options)(f)
+        finally:
+            _numba_config.CACHE_DIR = saved
+
+    return decorate if fn is None else decorate(fn)
 
 
 @njit(cache=True, nogil=True, inline="always")

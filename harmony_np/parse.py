@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import HarmonyError
 from .model import Message, Role, text_message
+from .threads import first_import
 from .tokens import _numpy_ints, as_u32, first_bad_token, int_array, token_buffer  # noqa: F401  (re-exported)
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
 
@@ -121,14 +122,19 @@ _KERNELS = None
 
 def kernels():
     """:mod:`harmony_np.kernels`, imported on first use: it imports numba, which costs start-up
-    time that a process parsing only short completions never needs to pay."""
+    time that a process parsing only short completions never needs to pay. Every use of the
+    kernels goes through here, so that the first import is one a fork waits for."""
     global _KERNELS
     k = _KERNELS
     if k is None:
-        from . import kernels as k
-
-        _KERNELS = k
+        k = _KERNELS = lazy_module("kernels")
     return k
+
+
+def lazy_module(name: str):
+    """``harmony_np.<name>``, imported on first use so that a fork waits until it is done
+    (:func:`harmony_np.threads.first_import`)."""
+    return first_import(f"{__package__}.{name}")
 
 
 def unexpected_token_error(token: int) -> HarmonyError:

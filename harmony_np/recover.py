@@ -62,6 +62,7 @@ from .parse import (
     channel_value,
     build_messages,
     header_words,
+    kernels,
     parse_header_string,
     take_recipient_and_type,
     remaining_error,
@@ -605,7 +606,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
     if arr is None:
         recs, status, pos = scan_py(src, sp, r is not None, True)
     else:
-        from .kernels import scan_completion
+        scan_completion = kernels().scan_completion
 
         recs, status, pos = scan_completion(arr, r is not None, True)
     if status == ST_OK:

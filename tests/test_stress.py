@@ -99,6 +99,20 @@ def test_np_render_across_header_cache_clears(enc, hnp):
     assert spent >= bound, "the loop never reached the cache bound: the test proves nothing"
 
 
+# -- fork during first use ----------------------------------------------------------------------
+
+
+def test_fork_at_random_moments_of_first_use(hnp, tmp_path):
+    """Forks at random moments of another thread's first render_batch, parse_batch and long
+    parse, with numba compiling afresh: every child finishes its own work (the check and its
+    script live in test_threads; here the moments are drawn at random)."""
+    from test_threads import test_fork_during_first_use_in_another_thread as fork_check
+
+    rng = np.random.default_rng(int(time.time()))
+    delays = ",".join(f"{d:.3f}" for d in sorted(rng.uniform(0, 1.2, 6)))
+    fork_check(hnp, tmp_path, "os.fork", delays, True)
+
+
 # -- buffers the caller keeps ---------------------------------------------------------------------
 
 

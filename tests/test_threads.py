@@ -11,9 +11,15 @@ import pytest
 from harmony_np.threads import run_parallel, split_by_weight, thread_count
 
 
+def _usable_cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def test_thread_count_setting(monkeypatch):
     monkeypatch.setenv("HARMONY_NP_THREADS", "3")
-    assert thread_count() == 3
+    assert thread_count() == min(3, _usable_cores())
     for bad in ("0", "-1", "two", ""):
         monkeypatch.setenv("HARMONY_NP_THREADS", bad)
         with pytest.raises(ValueError, match=f"HARMONY_NP_THREADS must be a positive integer, got '{bad}'"):
@@ -106,3 +112,200 @@ def test_batch_work_in_a_forked_child(hnp, monkeypatch):
     monkeypatch.setenv("HARMONY_NP_THREADS", "2")
     assert _batch_work(hnp, 1) == (3000, 300)
     assert _in_forked_child(_child_batch, 120) == (3000, 300)
+
+
+def test_thread_count_capped_at_usable_cores(monkeypatch):
+    # each thread that encodes holds a 47 MiB BPE copy: threads beyond the cores only cost memory
+    cores = _usable_cores()
+    monkeypatch.setenv("HARMONY_NP_THREADS", str(cores + 3))
+    assert thread_count() == cores
+    monkeypatch.setenv("HARMONY_NP_THREADS", "1")
+    assert thread_count() == 1
+    monkeypatch.delenv("HARMONY_NP_THREADS")
+    assert thread_count() == min(cores, 4)
+
+
+def test_pool_threads_capped_at_usable_cores(tmp_path):
+    # a fresh process asked for more threads than it has cores starts no more than it has
+    import os
+    import subprocess
+    import sys
+
+    cores = _usable_cores()
+    code = """
+import threading
+import harmony_np as h
+enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+msgs = [h.Message.from_role_and_content(h.Role.USER, f"part {i} " + "lorem ipsum dolor " * 3000) for i in range(16)]
+assert len(enc.render_conversation(h.Conversation.from_messages(msgs))) > 16 * 3000
+print(sum(t.name.startswith("harmony_np") for t in threading.enumerate()))
+"""
+    env = dict(os.environ, HARMONY_NP_THREADS=str(cores + 6))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) <= cores - 1
+
+
+# A fresh interpreter whose first use of harmony_np (the vocabulary, the lazy modules, numba's
+# import and compiles, the pool) runs in a thread while the main thread forks at a few delays.
+# Each child does the same work and writes a digest of it; the script prints its own and each
+# child's. A child that inherited a lock held by the busy thread hangs: it is killed at its
+# deadline and reported.
+_FIRST_USE_FORK_SCRIPT = r'''
+import hashlib, json, multiprocessing, os, sys, threading, time, traceback
+
+import harmony_np as h
+
+method, delays, data_path, out_dir = sys.argv[1], [float(d) for d in sys.argv[2].split(",")], sys.argv[3], sys.argv[4]
+DEADLINE = 20.0  # seconds a child has, from its fork, to finish
+
+with open(data_path) as f:
+    data = json.load(f)
+M, R = h.Message, h.Role
+convs = [
+    h.Conversation.from_messages([M.from_role_and_content(R.SYSTEM, "You are terse."), M.from_role_and_content(R.USER, text)])
+    for text in data["texts"]
+]
+
+
+def work():
+    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    rows = enc.render_batch(convs)
+    table = enc.parse_batch(data["completions"])
+    big = enc.parse_messages_from_completion_tokens(data["big"])
+    single = enc.render_conversation_for_completion(convs[0], R.ASSISTANT)
+    out = [
+        [rows[i].tolist() for i in range(len(rows))],
+        [[m.to_dict() for m in ms] for ms in table.to_messages()],
+        [m.to_dict() for m in big],
+        single,
+    ]
+    return hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+
+
+def child(i):
+    try:
+        text = work()
+        code = 0
+    except BaseException:
+        text, code = "error: " + traceback.format_exc(), 3
+    with open(os.path.join(out_dir, f"child-{i}"), "w") as f:
+        f.write(text)
+    os._exit(code)
+
+
+parent = []
+
+
+def first_use():
+    try:
+        parent.append(work())
+    except BaseException:
+        parent.append("error: " + traceback.format_exc())
+
+
+busy = threading.Thread(target=first_use)
+t0 = time.monotonic()
+busy.start()
+children = []
+for i, d in enumerate(delays):
+    time.sleep(max(0.0, t0 + d - time.monotonic()))
+    if method == "os.fork":
+        pid = os.fork()
+        if pid == 0:
+            child(i)
+        children.append((i, d, pid, time.monotonic()))
+    else:
+        p = multiprocessing.get_context("fork").Process(target=child, args=(i,))
+        p.start()
+        children.append((i, d, p, time.monotonic()))
+busy.join()
+report = {"parent": parent[0] if parent else None, "children": []}
+for i, d, c, forked in children:
+    left = max(0.0, forked + DEADLINE - time.monotonic())
+    if method == "os.fork":
+        while True:
+            pid, status = os.waitpid(c, os.WNOHANG)
+            if pid or left <= 0:
+                break
+            time.sleep(0.05)
+            left -= 0.05
+        if not pid:
+            os.kill(c, 9)
+            os.waitpid(c, 0)
+            code = "hung"
+        else:
+            code = os.waitstatus_to_exitcode(status)
+    else:
+        c.join(left)
+        if c.is_alive():
+            c.kill()
+            c.join()
+            code = "hung"
+        else:
+            code = c.exitcode
+    path = os.path.join(out_dir, f"child-{i}")
+    text = open(path).read() if os.path.exists(path) else None
+    report["children"].append({"delay": d, "exit": code, "digest": text})
+print(json.dumps(report))
+'''
+
+
+@pytest.mark.parametrize(
+    "method, delays, fresh_cache",
+    [
+        ("os.fork", "0,0.005,0.02,0.05,0.1,0.2,0.35", False),
+        ("os.fork", "0,0.05,0.2,0.5,0.9,1.4", True),
+        ("multiprocessing", "0,0.03,0.15,0.4,0.8", True),
+    ],
+)
+def test_fork_during_first_use_in_another_thread(hnp, tmp_path, method, delays, fresh_cache):
+    # forked while another thread is in its first render_batch / parse_batch / long parse, the
+    # child must do its own and exit (it hung for good: the busy thread held the import lock of
+    # harmony_np.kernels or numba, or numba's compiler lock); fresh_cache: numba compiles the
+    # kernels during the forks instead of loading them
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    enc = hnp.load_harmony_encoding(hnp.HarmonyEncodingName.HARMONY_GPT_OSS)
+    M, R = hnp.Message, hnp.Role
+    texts = [f"question {i}: " + "tell me about the weather and the sea " * (40 + 7 * i) for i in range(12)]
+    completions = [
+        enc.render_conversation(
+            hnp.Conversation.from_messages([M.from_role_and_content(R.ASSISTANT, f"answer {i} " + "sunny and calm " * (i + 3)).with_channel("final")])
+        )
+        for i in range(20)
+    ]
+    from harmony_np.parse import SCAN_KERNEL_MIN
+
+    big = enc.render_conversation(
+        hnp.Conversation.from_messages(
+            [
+                M.from_role_and_content(R.ASSISTANT, "let me think " * 200).with_channel("analysis"),
+                M.from_role_and_content(R.ASSISTANT, "the answer is calm seas " * 100).with_channel("final"),
+            ]
+        ),
+        hnp.RenderConversationConfig(auto_drop_analysis=False),
+    )
+    assert len(big) > 2 * SCAN_KERNEL_MIN  # long enough for the scanning kernel
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps({"texts": texts, "completions": completions, "big": big}))
+    script = tmp_path / "first_use_fork.py"
+    script.write_text(_FIRST_USE_FORK_SCRIPT)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = dict(os.environ, HARMONY_NP_THREADS="2")
+    if fresh_cache:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba")
+    r = subprocess.run(
+        [sys.executable, str(script), method, delays, str(data), str(out_dir)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["parent"] and not report["parent"].startswith("error"), report["parent"]
+    bad = [c for c in report["children"] if c["exit"] != 0 or c["digest"] != report["parent"]]
+    assert not bad, bad

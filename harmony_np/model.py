@@ -1166,31 +1166,6 @@ class _Defer(Exception):
     limit): the walk stops there, and the render's own error stands."""
 
 
-def _ryu(value: float) -> str:
-    """A float as serde_json shows it (Rust's ``ryu``: shortest digits, ``1e20``, ``1e-6``)."""
-    if value == 0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    sign, digits, exp = Decimal(repr(value)).as_tuple()
-    ds = list(digits)
-    while len(ds) > 1 and ds[-1] == 0:
-        ds.pop()
-        exp += 1  # type: ignore[operator]
-    text = "".join(map(str, ds))
-    length = len(ds)
-    point = length + exp  # type: ignore[operator]  # where the decimal point goes
-    if 0 <= exp and point <= 16:  # type: ignore[operator]
-        out = text + "0" * exp + ".0"  # type: ignore[operator]
-    elif 0 < point <= 16:
-        out = text[:point] + "." + text[point:]
-    elif -5 < point <= 0:
-        out = "0." + "0" * -point + text
-    elif length == 1:
-        out = f"{text}e{point - 1}"
-    else:
-        out = f"{text[0]}.{text[1:]}e{point - 1}"
-    return ("-" if sign else "") + out
-
-
 _RUST_ESCAPES = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"'}
 _RUST_HEX = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs", "Mn", "Me"))
 
@@ -1212,7 +1187,8 @@ def _rust_debug(text: str) -> str:
 
 def _unexpected(value: Any) -> str:
     """serde's words for the JSON value that ``value`` becomes."""
-    from .schema import _serde_f64  # serde_json's rounding of a JSON number (an error path only)
+    # serde_json's rounding of a JSON number and its display of an f64 (an error path only)
+    from .schema import _format_f64, _serde_f64
 
     if value is None:
         return "null"
@@ -1224,9 +1200,9 @@ def _unexpected(value: Any) -> str:
         v = int(value)
         if _I64_MIN <= v <= _U64_MAX:
             return f"integer `{v}`"
-        return f"floating point `{_ryu(_serde_f64(int.__repr__(v)))}`"  # a longer integer is read as f64
+        return f"floating point `{_format_f64(_serde_f64(int.__repr__(v)))}`"  # a longer integer is read as f64
     if isinstance(value, float):
-        return f"floating point `{_ryu(_serde_f64(float.__repr__(value)))}`"  # as serde_json rounds it
+        return f"floating point `{_format_f64(_serde_f64(float.__repr__(value)))}`"  # as serde_json rounds it
     if isinstance(value, (list, tuple)):
         return "sequence"
     return "map"

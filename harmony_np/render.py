@@ -376,7 +376,10 @@ class Renderer:
             return msgs
         for i, m in enumerate(msgs):
             if m.channel == "final":
-                return [m for j, m in enumerate(msgs) if j >= i or m.channel != "analysis"]
+                kept = [m for j, m in enumerate(msgs) if j >= i or m.channel != "analysis"]
+                if len(kept) < len(msgs):
+                    _check_dropped(msgs[:i])
+                return kept
         return msgs  # pragma: no cover - the loop above found a final message
 
     @classmethod
@@ -604,6 +607,19 @@ class Renderer:
         del out[mark:]
         out += self.to_list(plan)
         return out
+
+def _check_dropped(msgs: Sequence[Message]) -> None:
+    """Raise TypeError if a dropped analysis message among ``msgs`` holds a field of the wrong
+    type. openai_harmony reads every message as JSON before it drops any, so such a message fails
+    its render; the caller's failure path then reports openai_harmony's own error."""
+    for m in msgs:
+        if m.channel != "analysis":
+            continue
+        fields = (m.author.name, m.recipient, m.content_type)
+        texts = [getattr(c, "text", "") for c in m.content if isinstance(c, TextContent)]
+        if any(f is not None and f.__class__ is not str for f in fields) or any(t.__class__ is not str for t in texts):
+            raise TypeError(f"a dropped analysis message holds a value of the wrong type: {m!r}")
+
 
 def _ends_in_final(msgs: List[Message]) -> bool:
     """Whether the conversation ends in an assistant message on the final channel."""

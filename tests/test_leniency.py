@@ -555,12 +555,6 @@ def test_wrong_types_never_reach_the_token_arrays(hnp, enc):
                 assert all(o[0] == "error" for o in outcomes), (setter, value, outcomes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message that auto-drop leaves out is never rendered, so a wrong type a builder put "
-    "in it is not seen; openai_harmony reads every message as JSON first (needs a check of the "
-    "dropped messages in render.py's Renderer.kept_messages)",
-)
 def test_a_dropped_analysis_message_with_a_wrong_type(oracle, oenc, hnp, enc):
     def build(h):
         return h.Conversation.from_messages(

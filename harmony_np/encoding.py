@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import operator
 import re
-from typing import AbstractSet, Collection, List, Literal, Optional, Sequence, Union
+from typing import AbstractSet, Any, Collection, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from .tokens import first_unknown, token_array
 from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
 
 __all__ = ["HarmonyEncoding", "load_harmony_encoding"]
+
+# From this many tokens, decoding gathers bytes in a kernel instead of tiktoken's decode (measured
+# crossover)
+_GATHER_KERNEL_MIN = 4096
 
 
 def _disallowed_special_error(token: str) -> HarmonyError:
@@ -108,19 +113,19 @@ class HarmonyEncoding:
 
     def decode_bytes(self, tokens: Sequence[int]) -> bytes:
         """The bytes of ``tokens`` (special tokens give their text); unknown ids raise."""
-        arr = token_array(tokens)
+        arr = _checkable(tokens)
         bad = first_unknown(arr)
         if bad >= 0:
             raise HarmonyError(f"Invalid token for decoding: {bad}")
-        return self._bpe.decode_bytes(arr.tolist()) if arr.size < 4096 else _gather_bytes(self._vocab, arr)
+        return self._bpe.decode_bytes(arr.tolist()) if arr.size < _GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
 
     def decode_utf8(self, tokens: Sequence[int]) -> str:
         """Decode to text; raises ``HarmonyError`` on unknown ids or invalid UTF-8."""
-        arr = token_array(tokens)
+        arr = _checkable(tokens)
         bad = first_unknown(arr)
         if bad >= 0:
             raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
-        data = self._bpe.decode_bytes(arr.tolist()) if arr.size < 4096 else _gather_bytes(self._vocab, arr)
+        data = self._bpe.decode_bytes(arr.tolist()) if arr.size < _GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -133,11 +138,11 @@ class HarmonyEncoding:
     def is_special_token(self, token: int) -> bool:
         """Whether ``token`` is one of the special tokens."""
         try:
-            v = token.__index__()
-        except (AttributeError, TypeError):
-            raise TypeError(
-                f"argument 'token': '{type(token).__name__}' object cannot be interpreted as an integer"
-            ) from None
+            v = operator.index(token)  # its error text is the one pyo3 passes on
+        except TypeError as exc:
+            raise TypeError(f"argument 'token': {exc}") from None
+        if not -(2**63) <= v < 2**63:
+            raise OverflowError("Python int too large to convert to C long")  # pyo3 reads a C long first
         if v < 0 or v >= 2**32:
             raise OverflowError("out of range integral type conversion attempted")
         return 199_998 <= v < N_VOCAB
@@ -333,6 +338,16 @@ def _raise_batch_json_error(conversations, exc: Exception, next_role) -> None:
             _raise_json_error(conversations[index], "conversation", next_role)
         except Exception as err:
             raise lazy_module("batch")._with_index(err, f"conversation {index}") from None
+
+
+def _checkable(tokens: Any) -> np.ndarray:
+    """:func:`token_array` of ``tokens``, copied when the kernel will read it and it is the
+    caller's array: the ids checked must be the ids gathered, and another thread may write the
+    caller's array in between (Numba does not bounds-check)."""
+    arr = token_array(tokens)
+    if arr.size >= _GATHER_KERNEL_MIN and isinstance(tokens, np.ndarray) and np.may_share_memory(arr, tokens):
+        arr = arr.copy()
+    return arr
 
 
 def _gather_bytes(vocab: Vocabulary, arr: np.ndarray) -> bytes:

@@ -145,3 +145,39 @@ def test_decode_argument_errors_match_oracle(oenc, enc, toks):
 
     for fn in ("decode_utf8", "decode"):
         assert call(enc, fn) == call(oenc, fn), fn
+
+
+def test_long_decode_gathers_the_ids_it_checked(enc):
+    # a long decode of the caller's array runs a kernel that does not bounds-check: it must read
+    # a copy, or another thread could write an unknown id between the check and the gather
+    import numpy as np
+
+    from harmony_np.encoding import _GATHER_KERNEL_MIN, _checkable
+
+    a = np.array(enc.encode("hello world " * 3000), np.uint32)
+    assert a.size >= _GATHER_KERNEL_MIN
+    checked = _checkable(a)
+    assert not np.may_share_memory(checked, a)
+    a[:] = 2**32 - 1
+    assert int(checked.max()) < 2**32 - 1
+    assert np.may_share_memory(_checkable(a[:10]), a)  # short: no copy (tiktoken decodes a list of it)
+
+
+class _RaisingIndex:
+    def __index__(self):
+        raise TypeError("no index here")
+
+
+class _NoIndex:
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.ma.masked, np.array([5]), np.array(5), np.float64(2), 1.5, "3", None, _RaisingIndex(), _NoIndex(),
+     2**70, -(2**70), 2**63, 2**63 - 1, -(2**63), -(2**63) - 1, -1, True, 200006, np.int8(3), np.uint64(2**40)],
+    ids=repr,
+)
+def test_is_special_token_errors_match_oracle(enc, oenc, value):
+    # pyo3 passes operator.index's own error on, and reads a C long before the u32 range check
+    assert outcome(lambda: enc.is_special_token(value)) == outcome(lambda: oenc.is_special_token(value))

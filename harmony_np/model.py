@@ -181,10 +181,6 @@ def _str(value: Any, loc: tuple, errors: List[LineError]) -> Any:
     return None
 
 
-def _opt_str(value: Any, loc: tuple, errors: List[LineError]) -> Any:
-    return None if value is None else _str(value, loc, errors)
-
-
 _TRUE_TEXT = frozenset(("1", "on", "t", "true", "y", "yes"))
 _FALSE_TEXT = frozenset(("0", "off", "f", "false", "n", "no"))
 
@@ -275,8 +271,8 @@ def _dict(value: Any, loc: tuple, errors: List[LineError]) -> Any:
     return None
 
 
-def _opt_dict(value: Any, loc: tuple, errors: List[LineError]) -> Any:
-    return None if value is None else _dict(value, loc, errors)
+_opt_str = _opt(_str)
+_opt_dict = _opt(_dict)
 
 
 def _loc_item(key: Any) -> Union[str, int]:

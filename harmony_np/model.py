@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
@@ -1162,28 +1161,11 @@ class _Defer(Exception):
     limit): the walk stops there, and the render's own error stands."""
 
 
-_RUST_ESCAPES = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"'}
-_RUST_HEX = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs", "Mn", "Me"))
-
-
-def _rust_debug(text: str) -> str:
-    """A str as Rust's ``{:?}`` writes it (close: Rust's printable table is not Python's)."""
-    out = ['"']
-    for ch in text:
-        esc = _RUST_ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ch != " " and unicodedata.category(ch) in _RUST_HEX:
-            out.append(f"\\u{{{ord(ch):x}}}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
 def _unexpected(value: Any) -> str:
     """serde's words for the JSON value that ``value`` becomes."""
-    # serde_json's rounding of a JSON number and its display of an f64 (an error path only)
+    # serde_json's rounding of a JSON number, its display of an f64 and Rust's Debug of a str
+    # (an error path only)
+    from .parse import rust_debug_str
     from .schema import _format_f64, _serde_f64
 
     if value is None:
@@ -1191,7 +1173,7 @@ def _unexpected(value: Any) -> str:
     if value is True or value is False:
         return f"boolean `{'true' if value else 'false'}`"
     if isinstance(value, str):
-        return "string " + _rust_debug(value)
+        return "string " + rust_debug_str(value)
     if isinstance(value, int):
         v = int(value)
         if _I64_MIN <= v <= _U64_MAX:

@@ -567,3 +567,25 @@ def test_a_dropped_analysis_message_with_a_wrong_type(oracle, oenc, hnp, enc):
 
     assert steps(oracle, oenc, build)[0] == "render"
     same_steps(oracle, oenc, hnp, enc, build)
+
+
+def test_serde_quotes_strings_as_rust_debug_writes_them(oracle, oenc, hnp, enc):
+    # serde's "invalid type: string ..." quotes the value with Rust's Debug, whose escapes follow
+    # Rust's own Unicode tables (unassigned and grapheme-extending code points escaped): a
+    # hand-kept approximation differed from openai_harmony on about one string in five
+    import random
+
+    rng = random.Random(5)
+
+    def text():
+        cps = (rng.randrange(0x20, 0x30000) for _ in range(6))
+        return "".join(chr(c) for c in cps if not 0xD800 <= c < 0xE000)  # lone surrogates: not here
+
+    for value in ["a\u0301b", "x\u200by", "\u00ad", 'tab\tq"', "\U000e0100z", "\u1160", "\u2028", "\ufeff"] + [text() for _ in range(150)]:
+        def build(h, v=value):
+            # a str where serde expects a sequence of channel names
+            config = {"valid_channels": v, "channel_required": True}
+            return h.Message.from_role_and_content(h.Role.SYSTEM, h.SystemContent.new().with_channel_config(config))
+
+        step, outcome = same_steps(oracle, oenc, hnp, enc, build)
+        assert step == "render" and "invalid type: string" in outcome[2], (value, step, outcome)

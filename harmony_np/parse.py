@@ -19,12 +19,12 @@ from __future__ import annotations
 import array
 import bisect
 import re
-import sys
 import unicodedata
-from typing import Any, Hashable, List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
+from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
 from .model import Message, Role, text_message
 from .threads import first_import
@@ -50,73 +50,15 @@ SCAN_GATHER_MAX = 1 << 16
 # Content spans at least this long are gathered from the byte table by a kernel, not tiktoken.
 GATHER_MIN = 224
 
-# Every cache of parsed results is bounded by its approximate size in bytes, not by its count:
+# Every cache of parsed results is bounded by its approximate size in bytes (harmony_np.caches):
 # one malformed header (a completion that forgot <|message|>) can weigh as much as thousands of
-# real ones. A cache past its bound is emptied; the few headers that really recur come back on
-# their next use.
+# real ones.
 HEADER_CACHE_BYTES = 8 << 20  # Tables.headers: strict headers (parse, parse_batch, streaming)
 RECOVER_CACHE_BYTES = 8 << 20  # Tables._recover_headers: recovery's header readings
 REENCODED_CACHE_BYTES = 4 << 20  # Tables._reencoded: a token's encode_ordinary (state_data)
 DEBUG_CHAR_CACHE_BYTES = 1 << 20  # _debug_char_cache: Rust's escape of a character
 # A header of more token bytes (256 ids) is junk that will not recur: it is never cached.
 HEADER_KEY_MAX = 1024
-# Rough bytes of a cache entry beyond its key and value: dict slot, key tuple, value tuple.
-_ENTRY_OVERHEAD = 160
-
-
-class BoundedCache(dict):
-    """A dict whose entries are accounted in approximate bytes and that is emptied before they
-    would pass ``max_bytes``. Reads are a dict's own (``get``, ``in``, ``[]``): the hot paths pay
-    nothing for the bound. Entries are added by :meth:`put` only."""
-
-    __slots__ = ("max_bytes", "nbytes")
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__()
-        self.max_bytes = max_bytes
-        self.nbytes = 0  # accounted bytes of the entries held
-
-    def put(self, key: Hashable, value: Any, size: int) -> None:
-        """Store ``key -> value``, accounted as ``size`` bytes (see :func:`approx_size`). An
-        entry of more than a sixteenth of the bound is not stored."""
-        if size > self.max_bytes >> 4:
-            return
-        # callers put on a miss; a replaced entry stays counted, which only errs on the safe side
-        if self.nbytes + size > self.max_bytes:
-            self.clear()
-        dict.__setitem__(self, key, value)
-        self.nbytes += size
-
-    def __setitem__(self, key: Hashable, value: Any) -> None:
-        raise TypeError("BoundedCache entries are added with put(key, value, size)")
-
-    def setdefault(self, key: Hashable, default: Any = None) -> Any:
-        raise TypeError("BoundedCache entries are added with put(key, value, size)")
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("BoundedCache entries are added with put(key, value, size)")
-
-    def clear(self) -> None:
-        dict.clear(self)
-        self.nbytes = 0
-
-
-def approx_size(*parts: Any) -> int:
-    """Approximate bytes of a cache entry made of ``parts`` (str, bytes, ints, None and
-    tuples or lists of them, nested): their ``sys.getsizeof`` plus a per-entry overhead."""
-    total = _ENTRY_OVERHEAD
-    getsizeof = sys.getsizeof
-    stack = list(parts)
-    while stack:
-        x = stack.pop()
-        if x is None or x.__class__ is Role:
-            continue  # shared objects
-        total += getsizeof(x)
-        if x.__class__ is tuple or x.__class__ is list:
-            stack.extend(x)
-    return total
-
-
 _KERNELS = None
 
 

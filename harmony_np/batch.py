@@ -22,9 +22,10 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import HarmonyError
+from .rust_text import surrogate_error
 from .model import Author, DeveloperContent, Message, RenderConversationConfig, Role, SystemContent, TextContent
 from .parse import kernels
-from .render import _LIST_TOKEN_BYTES, _START_LIST, _as_role, _ends_in_final, _surrogate_error
+from .render import _LIST_TOKEN_BYTES, _START_LIST, _as_role, _ends_in_final
 from .vocab import RETURN
 
 _ASSISTANT = Role.ASSISTANT
@@ -279,7 +280,7 @@ class _PiecePool:
             return None  # only the unfinished row has one: its own error path reports it
         pos = int(hits[0])
         row = bisect.bisect_right(row_occ, pos) - 1
-        return _with_index(_surrogate_error(bad[int(occ[pos])]), f"conversation {row}")
+        return _with_index(surrogate_error(bad[int(occ[pos])]), f"conversation {row}")
 
 
 def render_batch(

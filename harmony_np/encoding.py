@@ -10,6 +10,7 @@ from typing import AbstractSet, Any, Collection, List, Literal, Optional, Sequen
 import numpy as np
 
 from .errors import HarmonyError
+from .rust_text import decode_error, surrogate_error
 from .model import (
     Conversation,
     HarmonyEncodingName,
@@ -129,7 +130,7 @@ class HarmonyEncoding:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+            raise decode_error(data, exc) from None
 
     def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
         """Decode to text, with invalid UTF-8 handled by ``errors`` (default: replaced)."""
@@ -215,10 +216,10 @@ class HarmonyEncoding:
             return self.renderer.to_array(planner(*args), out)
         except UnicodeEncodeError as exc:
             _raise_json_error(args[0], kind, role)
-            raise render._surrogate_error(exc) from None
+            raise surrogate_error(exc) from None
         except HarmonyError:
             _raise_json_error(args[0], kind, role)
-            render.raise_surrogate_error(args[0])
+            render.raisesurrogate_error(args[0])
             raise
         except Exception:
             _raise_json_error(args[0], kind, role)
@@ -262,7 +263,6 @@ class HarmonyEncoding:
         on assistant output: from after the role through the terminator.
         """
         render_batch = lazy_module("batch").render_batch
-        from .render import _surrogate_error
 
         try:
             return render_batch(
@@ -270,7 +270,7 @@ class HarmonyEncoding:
                 loss_mask=loss_mask, mask_last_assistant_only=mask_last_assistant_only,
             )
         except UnicodeEncodeError as exc:
-            raise _surrogate_error(exc) from None
+            raise surrogate_error(exc) from None
         except Exception as exc:
             _raise_batch_json_error(conversations, exc, next_role if mode == "completion" else Role.ASSISTANT)
             raise
@@ -354,15 +354,6 @@ def _gather_bytes(vocab: Vocabulary, arr: np.ndarray) -> bytes:
     gather_bytes = kernels().gather_bytes
 
     return gather_bytes(vocab.flat, vocab.offsets, arr).tobytes()
-
-
-def _rust_utf8_error(data: bytes, exc: UnicodeDecodeError) -> str:
-    """Rust's ``FromUtf8Error`` text for the first invalid sequence in ``data``."""
-    start = exc.start
-    # Python reports the bad prefix; Rust distinguishes a truncated sequence at the very end
-    if exc.reason == "unexpected end of data":
-        return f"incomplete utf-8 byte sequence from index {start}"
-    return f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index {start}"
 
 
 @functools.lru_cache(maxsize=None)

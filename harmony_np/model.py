@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import HarmonyError
+from .rust_text import I64_MIN, U64_MAX, format_f64, rust_debug_str, serde_f64
 
 __all__ = [
     "Role",
@@ -1142,8 +1143,6 @@ RenderOptions._spec = (("conversation_has_function_tools", False, _bool),)
 
 _ESCAPE = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _SERDE_MAX_DEPTH = 127  # serde_json's recursion limit: 128 nested containers are refused
-_U64_MAX = (1 << 64) - 1
-_I64_MIN = -(1 << 63)
 _CONTENT_VARIANTS = ("text", "system_content", "developer_content")
 
 
@@ -1163,11 +1162,6 @@ class _Defer(Exception):
 
 def _unexpected(value: Any) -> str:
     """serde's words for the JSON value that ``value`` becomes."""
-    # serde_json's rounding of a JSON number, its display of an f64 and Rust's Debug of a str
-    # (an error path only)
-    from .parse import rust_debug_str
-    from .schema import _format_f64, _serde_f64
-
     if value is None:
         return "null"
     if value is True or value is False:
@@ -1176,11 +1170,11 @@ def _unexpected(value: Any) -> str:
         return "string " + rust_debug_str(value)
     if isinstance(value, int):
         v = int(value)
-        if _I64_MIN <= v <= _U64_MAX:
+        if I64_MIN <= v <= U64_MAX:
             return f"integer `{v}`"
-        return f"floating point `{_format_f64(_serde_f64(int.__repr__(v)))}`"  # a longer integer is read as f64
+        return f"floating point `{format_f64(serde_f64(int.__repr__(v)))}`"  # a longer integer is read as f64
     if isinstance(value, float):
-        return f"floating point `{_format_f64(_serde_f64(float.__repr__(value)))}`"  # as serde_json rounds it
+        return f"floating point `{format_f64(serde_f64(float.__repr__(value)))}`"  # as serde_json rounds it
     if isinstance(value, (list, tuple)):
         return "sequence"
     return "map"

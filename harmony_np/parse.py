@@ -17,9 +17,7 @@ Every error is the oracle's: same type, same text (anyhow's outermost message).
 from __future__ import annotations
 
 import array
-import bisect
 import re
-import unicodedata
 from typing import Any, List, Optional
 
 import numpy as np
@@ -27,6 +25,7 @@ import numpy as np
 from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
 from .model import Message, Role, text_message
+from .rust_text import decode_error, rust_debug_str
 from .threads import first_import
 from .tokens import _numpy_ints, as_u32, first_bad_token, int_array, token_buffer  # noqa: F401  (re-exported)
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
@@ -56,7 +55,6 @@ GATHER_MIN = 224
 HEADER_CACHE_BYTES = 8 << 20  # Tables.headers: strict headers (parse, parse_batch, streaming)
 RECOVER_CACHE_BYTES = 8 << 20  # Tables._recover_headers: recovery's header readings
 REENCODED_CACHE_BYTES = 4 << 20  # Tables._reencoded: a token's encode_ordinary (state_data)
-DEBUG_CHAR_CACHE_BYTES = 1 << 20  # _debug_char_cache: Rust's escape of a character
 # A header of more token bytes (256 ids) is junk that will not recur: it is never cached.
 HEADER_KEY_MAX = 1024
 _KERNELS = None
@@ -199,90 +197,6 @@ def take_recipient_and_type(parts: list):
     return recipient, content_type
 
 
-# Rust's <str as Debug> escapes grapheme extenders and non-printable characters by the tables of a
-# newer Unicode than Python 3.11's unicodedata (14.0). These ranges are where the two disagree,
-# found by comparing every code point with the oracle: escaped by Rust although printable here,
-# and printable for Rust although unassigned here.
-_DEBUG_ESCAPE_EXTRA = (
-    (0xCC0, 0xCC0), (0xCC7, 0xCC8), (0xCCA, 0xCCB), (0x1715, 0x1715), (0x1734, 0x1734), (0x1B3B, 0x1B3B),
-    (0x1B3D, 0x1B3D), (0x1B43, 0x1B44), (0x1BAA, 0x1BAA), (0x1BF2, 0x1BF3), (0xA953, 0xA953), (0xA9C0, 0xA9C0),
-    (0x111C0, 0x111C0), (0x11235, 0x11235), (0x1134D, 0x1134D), (0x116B6, 0x116B6), (0x1193D, 0x1193D),
-    (0x16FF0, 0x16FF1), (0x1D166, 0x1D166), (0x1D16D, 0x1D16D),
-)
-_DEBUG_PRINT_EXTRA = (
-    (0xCF3, 0xCF3), (0x1B4E, 0x1B4F), (0x1B7F, 0x1B7F), (0x1C89, 0x1C8A), (0x2427, 0x2429), (0x2FFC, 0x2FFF),
-    (0x31E4, 0x31E5), (0x31EF, 0x31EF), (0xA7CB, 0xA7CD), (0xA7DA, 0xA7DC), (0x105C0, 0x105F3), (0x10D40, 0x10D65),
-    (0x10D6E, 0x10D85), (0x10D8E, 0x10D8F), (0x10EC2, 0x10EC4), (0x1123F, 0x11240), (0x11380, 0x11389),
-    (0x1138B, 0x1138B), (0x1138E, 0x1138E), (0x11390, 0x113B5), (0x113B7, 0x113B7), (0x113B9, 0x113BA),
-    (0x113CA, 0x113CA), (0x113CC, 0x113CD), (0x113D1, 0x113D1), (0x113D3, 0x113D5), (0x113D7, 0x113D8),
-    (0x116D0, 0x116E3), (0x1171E, 0x1171E), (0x11B00, 0x11B09), (0x11BC0, 0x11BE1), (0x11BF0, 0x11BF9),
-    (0x11F02, 0x11F10), (0x11F12, 0x11F35), (0x11F3E, 0x11F3F), (0x11F43, 0x11F59), (0x1342F, 0x1342F),
-    (0x13441, 0x13446), (0x13460, 0x143FA), (0x16100, 0x1611D), (0x1612A, 0x1612C), (0x16130, 0x16139),
-    (0x16D40, 0x16D79), (0x18CFF, 0x18CFF), (0x1B132, 0x1B132), (0x1B155, 0x1B155), (0x1CC00, 0x1CCF9),
-    (0x1CD00, 0x1CEB3), (0x1D2C0, 0x1D2D3), (0x1DF25, 0x1DF2A), (0x1E030, 0x1E06D), (0x1E4D0, 0x1E4EB),
-    (0x1E4F0, 0x1E4F9), (0x1E5D0, 0x1E5ED), (0x1E5F0, 0x1E5FA), (0x1E5FF, 0x1E5FF), (0x1F6DC, 0x1F6DC),
-    (0x1F774, 0x1F776), (0x1F77B, 0x1F77F), (0x1F7D9, 0x1F7D9), (0x1F8B2, 0x1F8BB), (0x1F8C0, 0x1F8C1),
-    (0x1FA75, 0x1FA77), (0x1FA87, 0x1FA89), (0x1FA8F, 0x1FA8F), (0x1FAAD, 0x1FAAF), (0x1FABB, 0x1FABF),
-    (0x1FAC6, 0x1FAC6), (0x1FACE, 0x1FACF), (0x1FADA, 0x1FADC), (0x1FADF, 0x1FADF), (0x1FAE8, 0x1FAE9),
-    (0x1FAF7, 0x1FAF8), (0x1FBCB, 0x1FBEF), (0x2B739, 0x2B739), (0x2EBF0, 0x2EE5D), (0x31350, 0x323AF),
-)
-
-
-def _in_ranges(cp: int, ranges: tuple) -> bool:
-    i = bisect.bisect_right(ranges, (cp, 0x110000)) - 1
-    return i >= 0 and ranges[i][0] <= cp <= ranges[i][1]
-
-
-_OTHER_GRAPHEME_EXTEND = frozenset(
-    [0x09BE, 0x09D7, 0x0B3E, 0x0B57, 0x0BBE, 0x0BD7, 0x0CC2, 0x0CD5, 0x0CD6, 0x0D3E, 0x0D57, 0x0DCF, 0x0DDF,
-     0x1B35, 0x200C, 0x302E, 0x302F, 0xFF9E, 0xFF9F, 0x1133E, 0x11357, 0x114B0, 0x114BD, 0x115AF, 0x11930,
-     0x1D165, 0x1D16E, 0x1D16F, 0x1D170, 0x1D171, 0x1D172]
-    + list(range(0xE0020, 0xE0080))
-)
-_NOT_PRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
-_SIMPLE_ESCAPES = {"\0": "\\0", "\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"'}
-
-
-class _DebugChars(BoundedCache):
-    """Code point -> its escape in Rust's Debug (the character itself when it needs none): a
-    table for ``str.translate``, which looks every character up in C and fills misses here."""
-
-    __slots__ = ()
-
-    def __missing__(self, cp: int) -> str:
-        e = _debug_char(chr(cp))
-        self.put(cp, e, approx_size(cp, e))
-        return e
-
-
-_debug_char_cache = _DebugChars(DEBUG_CHAR_CACHE_BYTES)
-
-
-def _debug_char(c: str) -> str:
-    out = _SIMPLE_ESCAPES.get(c)
-    if out is not None:
-        return out
-    cp = ord(c)
-    if _in_ranges(cp, _DEBUG_PRINT_EXTRA):
-        return c
-    cat = unicodedata.category(c)
-    if (
-        _in_ranges(cp, _DEBUG_ESCAPE_EXTRA)
-        or cat in ("Mn", "Me")
-        or cp in _OTHER_GRAPHEME_EXTEND
-        or (cat in _NOT_PRINTABLE and c != " ")
-    ):
-        return "\\u{%x}" % cp
-    return c
-
-
-def rust_debug_str(s: str) -> str:
-    """``format!("{:?}", s)``: a quoted string with Rust's escapes."""
-    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
-        return '"' + s + '"'
-    return '"' + s.translate(_debug_char_cache) + '"'
-
-
 def remaining_error(remaining: str) -> HarmonyError:
     return HarmonyError(f"unexpected tokens remaining in message header: Some({rust_debug_str(remaining)})")
 
@@ -408,9 +322,7 @@ def decode_utf8(t: Tables, ids: list) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        from .encoding import _rust_utf8_error
-
-        raise HarmonyError(f"Could not decode tokens: Invalid utf-8 sequence: {_rust_utf8_error(data, exc)}") from None
+        raise decode_error(data, exc) from None
 
 
 def utf8_step(buf: bytes, parts: list):

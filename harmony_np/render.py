@@ -22,6 +22,7 @@ import numpy as np
 
 from .caches import BoundedCache
 from .errors import HarmonyError
+from .rust_text import surrogate_error
 from .model import (
     Conversation,
     DeveloperContent,
@@ -180,7 +181,7 @@ class Renderer:
         bpe = encoding._bpe
         core = getattr(bpe, "_core_bpe", None)
         # the Rust method itself: tiktoken's wrapper only adds a retry for lone surrogates, which
-        # openai_harmony refuses (see _surrogate_error)
+        # openai_harmony refuses (see rust_text.surrogate_error)
         self._encode = getattr(core, "encode_ordinary", None) or bpe.encode_ordinary
         self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
         self._core = core
@@ -500,7 +501,7 @@ class Renderer:
         try:
             return self.to_list(self.message_plan(message, render_options))
         except UnicodeEncodeError as exc:
-            raise _surrogate_error(exc) from None
+            raise surrogate_error(exc) from None
         except HarmonyError:
             raise_surrogate_error(message)
             raise
@@ -509,7 +510,7 @@ class Renderer:
         try:
             return self._conversation_list(conversation, config, mode, next_role)
         except UnicodeEncodeError as exc:
-            raise _surrogate_error(exc) from None
+            raise surrogate_error(exc) from None
         except HarmonyError:
             raise_surrogate_error(conversation)
             raise
@@ -617,15 +618,7 @@ def raise_surrogate_error(rendered: Any) -> None:
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError as exc:
-                    raise _surrogate_error(exc) from None
-
-
-def _surrogate_error(exc: UnicodeEncodeError) -> ValueError:
-    # openai_harmony sends the conversation through JSON, where a lone surrogate is invalid
-    return ValueError(
-        f"invalid conversation JSON: text contains a lone surrogate "
-        f"{exc.object[exc.start:exc.end]!r} at index {exc.start}: {exc.object[:80]!r}"
-    )
+                    raise surrogate_error(exc) from None
 
 
 class _ReturnMark:

@@ -9,9 +9,10 @@ parses them), then renders JSON schemas as the TypeScript-like declarations the 
 from __future__ import annotations
 
 import json
-import math
 from json.encoder import encode_basestring
 from typing import Any, Dict, List, Optional
+
+from .rust_text import I64_MIN, U64_MAX, format_f64, serde_f64
 
 __all__ = [
     "tools_section",
@@ -29,14 +30,6 @@ MESSAGE_JSON_DEPTH = 7
 CONVERSATION_JSON_DEPTH = 9
 _SERDE_MAX_DEPTH = 127
 
-_U64_MAX = (1 << 64) - 1
-_U64_MAX_DIV10, _U64_MAX_MOD10 = divmod(_U64_MAX, 10)
-_I64_MIN = -(1 << 63)
-_I32_MAX = (1 << 31) - 1
-_I32_MIN = -(1 << 31)
-# the same correctly rounded literals 1e0 .. 1e308 that serde_json scales by
-_POW10 = tuple(float(f"1e{i}") for i in range(309))
-
 _MISSING = object()
 
 
@@ -45,76 +38,13 @@ _MISSING = object()
 # ---------------------------------------------------------------------------
 
 
-def _out_of_range(text: str) -> ValueError:
-    return ValueError(f"number {text} is out of range for serde_json (it would be infinite)")
-
-
-def _serde_f64(text: str) -> float:
-    """The f64 serde_json (without its float_roundtrip feature) parses from a JSON number.
-
-    It gathers at most u64 worth of significant digits and scales them by powers of ten in
-    floating point, so the result can differ from Python's correctly rounded ``float(text)``.
-    """
-    neg = text.startswith("-")
-    mantissa, _, exp_text = (text[1:] if neg else text).lower().partition("e")
-    whole, _, frac = mantissa.partition(".")
-
-    sig = 0
-    exp10 = 0
-    full = False
-    for ch in whole:
-        if full:
-            exp10 += 1  # digits past u64 only scale the number
-            continue
-        digit = ord(ch) - 48
-        if sig > _U64_MAX_DIV10 or (sig == _U64_MAX_DIV10 and digit > _U64_MAX_MOD10):
-            full = True
-            exp10 += 1
-        else:
-            sig = sig * 10 + digit
-    for ch in frac:
-        digit = ord(ch) - 48
-        if sig > _U64_MAX_DIV10 or (sig == _U64_MAX_DIV10 and digit > _U64_MAX_MOD10):
-            break  # the remaining fraction digits are dropped
-        sig = sig * 10 + digit
-        exp10 -= 1
-
-    if exp_text:
-        exp_neg = exp_text.startswith("-")
-        exp = int(exp_text.lstrip("+-"))
-        if exp > _I32_MAX:
-            if sig != 0 and not exp_neg:
-                raise _out_of_range(text)
-            return -0.0 if neg else 0.0
-        exp10 = exp10 - exp if exp_neg else exp10 + exp
-        exp10 = min(max(exp10, _I32_MIN), _I32_MAX)
-
-    value = float(sig)
-    while True:
-        if abs(exp10) <= 308:
-            if exp10 >= 0:
-                value *= _POW10[exp10]
-                if math.isinf(value):
-                    raise _out_of_range(text)
-            else:
-                value /= _POW10[-exp10]
-            break
-        if value == 0.0:
-            break
-        if exp10 >= 0:
-            raise _out_of_range(text)
-        value /= 1e308
-        exp10 += 308
-    return -value if neg else value
-
-
 def _parse_int(text: str) -> Any:
     # serde_json keeps integers that fit i64 or u64; others become f64
     if len(text) <= 21:
         value = int(text)
-        if _I64_MIN <= value <= _U64_MAX:
+        if I64_MIN <= value <= U64_MAX:
             return value
-    return _serde_f64(text)
+    return serde_f64(text)
 
 
 def _reject_constant(name: str) -> Any:
@@ -162,7 +92,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-_DECODER = json.JSONDecoder(parse_float=_serde_f64, parse_int=_parse_int, parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_float=serde_f64, parse_int=_parse_int, parse_constant=_reject_constant)
 
 
 def _loads(text: str, what: str, json_depth: Optional[int]) -> Any:
@@ -199,38 +129,6 @@ def json_roundtrip(value: Any, what: str = "value", json_depth: Optional[int] = 
 # ---------------------------------------------------------------------------
 
 
-def _format_f64(value: float) -> str:
-    """An f64 the way serde_json prints it (ryu: shortest digits, its own layout)."""
-    if value == 0.0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    text = repr(value)  # the same shortest round-trip digits that ryu finds
-    sign = ""
-    if text[0] == "-":
-        sign, text = "-", text[1:]
-    mantissa, _, exp_text = text.partition("e")
-    whole, _, frac = mantissa.partition(".")
-    if frac == "0":
-        frac = ""
-    digits = (whole + frac).lstrip("0")
-    exp = (int(exp_text) if exp_text else 0) - len(frac)
-    stripped = digits.rstrip("0")
-    exp += len(digits) - len(stripped)
-    digits = stripped
-    n = len(digits)
-    point = n + exp  # the value is 0.<digits> * 10**point
-    if 0 <= exp and point <= 16:
-        body = digits + "0" * exp + ".0"
-    elif 0 < point <= 16:
-        body = digits[:point] + "." + digits[point:]
-    elif -5 < point <= 0:
-        body = "0." + "0" * -point + digits
-    elif n == 1:
-        body = f"{digits}e{point - 1}"
-    else:
-        body = f"{digits[0]}.{digits[1:]}e{point - 1}"
-    return sign + body
-
-
 def _display(value: Any) -> str:
     """serde_json's compact Display of an already round-tripped value."""
     kind = type(value)
@@ -243,7 +141,7 @@ def _display(value: Any) -> str:
     if kind is int:
         return int.__repr__(value)
     if kind is float:
-        return _format_f64(value)
+        return format_f64(value)
     if kind is list:
         return "[" + ",".join([_display(item) for item in value]) + "]"
     if kind is dict:

@@ -38,12 +38,12 @@ import array
 import bisect
 import operator
 import re
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 
 from .errors import HarmonyError
-from .model import Message, Role, StreamState, text_message
+from .model import Message, Role, text_message
 from .parse import (
     _CHANNEL_MARK,
     _CONSTRAIN_MARK,
@@ -70,11 +70,10 @@ from .parse import (
     unexpected_token_error,
 )
 from .caches import approx_size
-from .stream import _CONTENT, _EXPECT_START, _HEADER, _STATES, StreamableParser
 from .tokens import int_array
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 
-__all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "RecoveringStreamableParser", "KINDS", "explain"]
+__all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "KINDS", "explain"]
 
 # Every diagnostic kind, with what it means (docs/recovery.md has the long form).
 KINDS = {
@@ -97,7 +96,7 @@ KINDS = {
 
 _WS_SET = frozenset(WHITE_SPACE)
 _CLOSERS = frozenset((MESSAGE, START)) | STOP_TOKENS
-_NO_STOP = -1  # closer of a region that the end of the stream cuts
+NO_STOP = -1  # closer of a region that the end of the stream cuts
 
 _STOP_NAMES = {200007: "<|end|>", 200002: "<|return|>", 200012: "<|call|>"}
 
@@ -133,7 +132,7 @@ class RecoveryResult:
         """int64 array of shape (len(messages), 2): the ``[start, stop)`` of each message."""
         s = self._spans
         if s is None:
-            s = self._spans = _spans(self._rows)
+            s = self._spans = spans_array(self._rows)
         return s
 
     @property
@@ -151,7 +150,7 @@ class RecoveryResult:
 # -- inputs ---------------------------------------------------------------------------------
 
 
-def _bad_id(i: int, v: Any) -> ValueError:
+def bad_id_error(i: int, v: Any) -> ValueError:
     return ValueError(f"token id {v} at position {i} is outside the vocabulary (0..{N_VOCAB - 1})")
 
 
@@ -172,13 +171,13 @@ def token_ids(tokens: Any, check: bool = True, offset: int = 0):
             buf.frombytes(tokens.tobytes())
             if check and len(buf) and max(buf) >= N_VOCAB:
                 i = int(np.flatnonzero(tokens >= N_VOCAB)[0])
-                raise _bad_id(offset + i, int(tokens[i]))
+                raise bad_id_error(offset + i, int(tokens[i]))
             return buf, None
         if tokens.size:
             lo, hi = int(tokens.min()), int(tokens.max())
             if lo < 0 or hi >= N_VOCAB:
                 i = int(np.flatnonzero((tokens < 0) | (tokens >= N_VOCAB))[0])
-                raise _bad_id(offset + i, int(tokens[i]))
+                raise bad_id_error(offset + i, int(tokens[i]))
         return array.array("I", tokens.astype(np.uint32).tobytes()), None
     if tokens.__class__ is not list:
         if isinstance(tokens, array.array) and tokens.typecode == "I":
@@ -196,7 +195,7 @@ def token_ids(tokens: Any, check: bool = True, offset: int = 0):
             except TypeError:
                 raise TypeError(f"token at position {i} is not an integer: {x!r}") from None
             if not 0 <= v < N_VOCAB:
-                raise _bad_id(offset + i, v)
+                raise bad_id_error(offset + i, v)
         buf = array.array("I", [operator.index(x) for x in tokens])
         tokens = buf.tolist()
     return buf, tokens
@@ -207,7 +206,7 @@ def check_ids(src: list, positions) -> None:
     >= ``N_ORDINARY``, so every id that can be out of the vocabulary)."""
     for i in positions:
         if src[i] >= N_VOCAB:
-            raise _bad_id(i, src[i])
+            raise bad_id_error(i, src[i])
 
 
 def as_role(role: Any) -> Optional[Role]:
@@ -456,14 +455,14 @@ def split_region(text: str, role: Optional[Role], has_start: bool):
 def _closer_name(closer: int) -> str:
     if closer == START:
         return "<|start|>"
-    if closer == _NO_STOP:
+    if closer == NO_STOP:
         return "the end of the stream"
     return _STOP_NAMES[closer]
 
 
 def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, hs, h, end, first_tok, out) -> None:
     """Append the reading of the header region ``ids`` (tokens ``hs:h``, closed by ``closer``: a
-    stop token, ``<|start|>`` or ``_NO_STOP``) to ``out`` = (messages, spans, unparsed,
+    stop token, ``<|start|>`` or ``NO_STOP``) to ``out`` = (messages, spans, unparsed,
     diagnostics); the region's tokens with its ``<|start|>`` and stop token are ``mstart:end``."""
     msgs, rows, unparsed, diags = out
     if end == mstart:
@@ -479,7 +478,7 @@ def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, 
     cname = _closer_name(closer)
     if _SPECIAL_TEXT.sub("", content).strip(WHITE_SPACE) or (found and closer in STOP_TOKENS):
         if not headed:
-            diags.append(_missing_start(mstart, first_tok))
+            diags.append(missing_start(mstart, first_tok))
         if found:
             diags.append(Diagnostic("missing_message", mstart, end, f"no <|message|> before {cname}: the header fields it starts with are the header, the rest is the content"))
         else:
@@ -497,7 +496,7 @@ def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, 
     elif closer == START:
         kind = "duplicate_start"
         detail = "a header abandoned at another <|start|>"
-    elif closer == _NO_STOP:
+    elif closer == NO_STOP:
         kind = "eos_in_header"
         detail = "the stream ended inside this header (the oracle: Unexpected EOS while waiting for message header to complete)"
     else:
@@ -507,7 +506,7 @@ def emit_region(t: Tables, ids: "array.array", role, has_start, closer, mstart, 
     diags.append(Diagnostic(kind, mstart, end, detail))
 
 
-def _missing_start(mstart: int, first_tok: int) -> Diagnostic:
+def missing_start(mstart: int, first_tok: int) -> Diagnostic:
     return Diagnostic("missing_start", mstart, mstart + 1, f"token {first_tok} where <|start|> was expected (the oracle: {unexpected_token_error(first_tok)})")
 
 
@@ -553,7 +552,7 @@ def _recover_from(t: Tables, buf, src, arr, sp: list, b: int, role_first: Option
         while k < nsp and src[sp[k]] not in closers:
             k += 1
         h = sp[k] if k < nsp else n
-        closer = src[h] if h < n else _NO_STOP
+        closer = src[h] if h < n else NO_STOP
         if closer == MESSAGE:
             header, hd = lenient_header(t, buf[hs:h], r)
             k += 1
@@ -562,7 +561,7 @@ def _recover_from(t: Tables, buf, src, arr, sp: list, b: int, role_first: Option
             ce = sp[k] if k < nsp else n
             end = ce + 1 if ce < n else n
             if not headed:
-                diags.append(_missing_start(mstart, src[mstart]))
+                diags.append(missing_start(mstart, src[mstart]))
             for kind, detail in hd:
                 diags.append(Diagnostic(kind, hs, h, detail))
             role, name, channel, recipient, ctype = header
@@ -575,7 +574,7 @@ def _recover_from(t: Tables, buf, src, arr, sp: list, b: int, role_first: Option
             pos = end
 
 
-def _spans(rows: list) -> np.ndarray:
+def spans_array(rows: list) -> np.ndarray:
     if not rows:
         return np.empty((0, 2), dtype=np.int64)
     return np.array(rows, dtype=np.int64)
@@ -600,7 +599,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
         arr = np.frombuffer(buf, dtype=np.uint32)
         if int(arr.max()) >= N_VOCAB:
             i = int(np.flatnonzero(arr >= N_VOCAB)[0])
-            raise _bad_id(i, int(arr[i]))
+            raise bad_id_error(i, int(arr[i]))
     r = as_role(role)
     t = tables(enc)
     if arr is None:
@@ -642,214 +641,6 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
     out = (msgs, rows, [], [])
     _recover_from(t, buf, src, arr, sp, b, r if (b == 0 and r is not None) else None, out)
     return RecoveryResult(msgs, rows, out[2], out[3])
-
-
-# -- streaming --------------------------------------------------------------------------------
-
-_RHEADER = 3  # recovery mode: in a header region (closed by <|message|>, a stop token or <|start|>)
-
-
-class RecoveringStreamableParser(StreamableParser):
-    """``StreamableParser(encoding, role, recover=True)``: never raises on valid ids.
-
-    Strict (the plain parser's steps, its content fast path included) until the first error;
-    then recovery mode from the start of the failing message, whose tokens are read again. After
-    :meth:`process_eos`, ``messages``, ``spans``, ``unparsed`` and ``diagnostics`` equal
-    :func:`recover_completion` of the same tokens.
-    """
-
-    __slots__ = ("_recovering", "_role0", "_mstart", "_hs", "_rrole", "_has_start", "_stop_at", "_rows", "_unparsed", "_diags")
-
-    def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = True) -> None:
-        super().__init__(encoding, role, strict=strict)
-        if not self._strict:
-            raise ValueError("recover=True reads strictly first and cannot be combined with strict=False")
-        self._recovering = False
-        self._role0 = self._next_role
-        self._mstart = 0
-        self._hs = 0
-        self._rrole = None
-        self._has_start = False
-        self._stop_at = 0
-        self._rows: list = []
-        self._unparsed: list = []
-        self._diags: list = []
-
-    # -- feeding ----------------------------------------------------------------------------
-    def process(self, token: int) -> "RecoveringStreamableParser":
-        """Consume one token (an id outside the vocabulary raises ``ValueError``)."""
-        if token.__class__ is int and 0 <= token < N_ORDINARY:
-            # the plain parser's own process (its short path for content text; otherwise it
-            # calls _step, which is this class's)
-            return StreamableParser.process(self, token)
-        v = operator.index(token)
-        if not 0 <= v < N_VOCAB:
-            raise _bad_id(len(self._tokens), v)
-        self._tokens.append(v)
-        self._step(v)
-        return self
-
-    def process_tokens(self, tokens) -> "RecoveringStreamableParser":
-        """Consume many tokens (all are checked first: an id outside the vocabulary raises
-        ``ValueError`` and nothing is consumed)."""
-        buf, _ = token_ids(tokens, offset=len(self._tokens))
-        return StreamableParser.process_tokens(self, np.frombuffer(buf, dtype=np.uint32))
-
-    def _step(self, token: int) -> None:
-        pos = len(self._tokens) - 1
-        if self._recovering:
-            self._rstep(token, pos)
-            return
-        st = self._state
-        if st == _CONTENT:
-            if token in STOP_TOKENS:
-                self._stop_at = pos + 1
-            StreamableParser._step(self, token)
-        elif st == _EXPECT_START:
-            if token == START:
-                self._mstart = pos
-                StreamableParser._step(self, token)
-            else:
-                self._enter_recovery(pos, pos)
-        elif token == MESSAGE:
-            try:
-                StreamableParser._step(self, token)
-            except HarmonyError:
-                self._enter_recovery(self._mstart, pos)
-        else:
-            StreamableParser._step(self, token)
-
-    def _enter_recovery(self, b: int, upto: int) -> None:
-        """Recovery mode from message boundary ``b``; read tokens ``b..upto`` again."""
-        self._recovering = True
-        self._header_tokens = None
-        self._header = None
-        if b == 0 and self._role0 is not None:
-            self._mstart = 0
-            self._begin(0, self._role0, False)
-        else:
-            self._state = _EXPECT_START
-            self._next_role = None
-        toks = self._tokens
-        for p in range(b, upto + 1):
-            self._rstep(toks[p], p)
-
-    def _begin(self, hs: int, role: Optional[Role], has_start: bool) -> None:
-        self._state = _RHEADER
-        self._hs = hs
-        self._rrole = role
-        self._has_start = has_start
-
-    def _rstep(self, token: int, pos: int) -> None:
-        st = self._state
-        if st == _CONTENT:
-            if token in STOP_TOKENS:
-                self._stop_at = pos + 1
-            StreamableParser._step(self, token)
-        elif st == _EXPECT_START:
-            self._mstart = pos
-            if token == START:
-                self._begin(pos + 1, None, True)
-            else:
-                self._begin(pos, None, False)
-                self._region_token(token, pos)
-        else:
-            self._region_token(token, pos)
-
-    def _region_token(self, token: int, pos: int) -> None:
-        if token == MESSAGE:
-            hs = self._hs
-            header, hd = lenient_header(self._t, self._tokens[hs:pos], self._rrole)
-            if not (self._has_start or self._rrole is not None):
-                self._diags.append(_missing_start(self._mstart, self._tokens[self._mstart]))
-            for kind, detail in hd:
-                self._diags.append(Diagnostic(kind, hs, pos, detail))
-            self._header = header
-            self._next_role = None
-            self._state = _CONTENT
-            self._parts = []
-            self._ct = []
-            self._ct_n = 0
-        elif token in STOP_TOKENS:
-            self._close_region(pos, token, pos + 1)
-        elif token == START:
-            self._close_region(pos, token, pos)
-            self._rstep(token, pos)
-
-    def _close_region(self, h: int, closer: int, end: int) -> None:
-        ms = self._mstart
-        first_tok = self._tokens[ms] if ms < len(self._tokens) else -1
-        out = (self._messages, self._rows, self._unparsed, self._diags)
-        emit_region(self._t, self._tokens[self._hs : h], self._rrole, self._has_start, closer, ms, self._hs, h, end, first_tok, out)
-        self._state = _EXPECT_START
-        self._next_role = None
-        self._rrole = None
-
-    def _finish(self) -> None:
-        StreamableParser._finish(self)
-        self._rows.append((self._mstart, self._stop_at))
-
-    def process_eos(self) -> "RecoveringStreamableParser":
-        """Signal the end of the stream: completes (or gives up) the message in progress."""
-        n = len(self._tokens)
-        if not self._recovering:
-            st = self._state
-            if st == _CONTENT:
-                self._stop_at = n
-                self._finish()
-                return self
-            if st != _HEADER:
-                return self
-            self._enter_recovery(self._mstart, n - 1)
-        st = self._state
-        if st == _CONTENT:
-            self._stop_at = n
-            self._finish()
-        elif st == _RHEADER:
-            self._close_region(n, _NO_STOP, n)
-        return self
-
-    # -- observation ----------------------------------------------------------------------------
-    @property
-    def state(self) -> StreamState:
-        return StreamState.HEADER if self._state == _RHEADER else _STATES[self._state]
-
-    @property
-    def state_data(self):
-        if self._state == _RHEADER:
-            return {"state": "Header", "header_tokens": self._tokens[self._hs :].tolist()}
-        return StreamableParser.state_data.fget(self)
-
-    @property
-    def current_role(self) -> Optional[Role]:
-        if self._state == _RHEADER:
-            return self._rrole
-        return StreamableParser.current_role.fget(self)
-
-    @property
-    def recovering(self) -> bool:
-        """Whether an error was met (the parser is in recovery mode)."""
-        return self._recovering
-
-    @property
-    def diagnostics(self) -> List[Diagnostic]:
-        """Diagnostics so far (those of a message in progress included)."""
-        return list(self._diags)
-
-    @property
-    def spans(self) -> np.ndarray:
-        """``[start, stop)`` of each completed message."""
-        return _spans(self._rows)
-
-    @property
-    def unparsed(self) -> List[Tuple[int, int, str]]:
-        """Ranges so far that belong to no message."""
-        return list(self._unparsed)
-
-    @property
-    def result(self) -> RecoveryResult:
-        """What :func:`recover_completion` returns for the tokens so far, once EOS is processed."""
-        return RecoveryResult(self.messages, list(self._rows), self.unparsed, self.diagnostics)
 
 
 # -- reports --------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ valid UTF-8 on its own and no bytes pending from earlier tokens.
 from __future__ import annotations
 
 import array
-from typing import Any, Dict, List, Optional
+import operator
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,9 +37,20 @@ from .parse import (
     unexpected_token_error,
     utf8_step,
 )
+from .recover import (
+    NO_STOP,
+    Diagnostic,
+    RecoveryResult,
+    bad_id_error,
+    emit_region,
+    lenient_header,
+    missing_start,
+    spans_array,
+    token_ids,
+)
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 
-__all__ = ["StreamableParser"]
+__all__ = ["StreamableParser", "RecoveringStreamableParser"]
 
 _EXPECT_START = 0
 _HEADER = 1
@@ -82,8 +94,6 @@ class StreamableParser:
     def __new__(cls, *args: Any, recover: bool = False, **kwargs: Any) -> "StreamableParser":
         # recover=True: the parser of harmony_np.recover, which never raises on valid token ids
         if recover and cls is StreamableParser:
-            from .recover import RecoveringStreamableParser
-
             cls = RecoveringStreamableParser
         return object.__new__(cls)
 
@@ -424,3 +434,211 @@ class StreamableParser:
     @property
     def tokens(self) -> List[int]:
         return self._tokens.tolist()
+
+
+# -- streaming --------------------------------------------------------------------------------
+
+_RHEADER = 3  # recovery mode: in a header region (closed by <|message|>, a stop token or <|start|>)
+
+
+class RecoveringStreamableParser(StreamableParser):
+    """``StreamableParser(encoding, role, recover=True)``: never raises on valid ids.
+
+    Strict (the plain parser's steps, its content fast path included) until the first error;
+    then recovery mode from the start of the failing message, whose tokens are read again. After
+    :meth:`process_eos`, ``messages``, ``spans``, ``unparsed`` and ``diagnostics`` equal
+    :func:`recover_completion` of the same tokens.
+    """
+
+    __slots__ = ("_recovering", "_role0", "_mstart", "_hs", "_rrole", "_has_start", "_stop_at", "_rows", "_unparsed", "_diags")
+
+    def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = True) -> None:
+        super().__init__(encoding, role, strict=strict)
+        if not self._strict:
+            raise ValueError("recover=True reads strictly first and cannot be combined with strict=False")
+        self._recovering = False
+        self._role0 = self._next_role
+        self._mstart = 0
+        self._hs = 0
+        self._rrole = None
+        self._has_start = False
+        self._stop_at = 0
+        self._rows: list = []
+        self._unparsed: list = []
+        self._diags: list = []
+
+    # -- feeding ----------------------------------------------------------------------------
+    def process(self, token: int) -> "RecoveringStreamableParser":
+        """Consume one token (an id outside the vocabulary raises ``ValueError``)."""
+        if token.__class__ is int and 0 <= token < N_ORDINARY:
+            # the plain parser's own process (its short path for content text; otherwise it
+            # calls _step, which is this class's)
+            return StreamableParser.process(self, token)
+        v = operator.index(token)
+        if not 0 <= v < N_VOCAB:
+            raise bad_id_error(len(self._tokens), v)
+        self._tokens.append(v)
+        self._step(v)
+        return self
+
+    def process_tokens(self, tokens) -> "RecoveringStreamableParser":
+        """Consume many tokens (all are checked first: an id outside the vocabulary raises
+        ``ValueError`` and nothing is consumed)."""
+        buf, _ = token_ids(tokens, offset=len(self._tokens))
+        return StreamableParser.process_tokens(self, np.frombuffer(buf, dtype=np.uint32))
+
+    def _step(self, token: int) -> None:
+        pos = len(self._tokens) - 1
+        if self._recovering:
+            self._rstep(token, pos)
+            return
+        st = self._state
+        if st == _CONTENT:
+            if token in STOP_TOKENS:
+                self._stop_at = pos + 1
+            StreamableParser._step(self, token)
+        elif st == _EXPECT_START:
+            if token == START:
+                self._mstart = pos
+                StreamableParser._step(self, token)
+            else:
+                self._enter_recovery(pos, pos)
+        elif token == MESSAGE:
+            try:
+                StreamableParser._step(self, token)
+            except HarmonyError:
+                self._enter_recovery(self._mstart, pos)
+        else:
+            StreamableParser._step(self, token)
+
+    def _enter_recovery(self, b: int, upto: int) -> None:
+        """Recovery mode from message boundary ``b``; read tokens ``b..upto`` again."""
+        self._recovering = True
+        self._header_tokens = None
+        self._header = None
+        if b == 0 and self._role0 is not None:
+            self._mstart = 0
+            self._begin(0, self._role0, False)
+        else:
+            self._state = _EXPECT_START
+            self._next_role = None
+        toks = self._tokens
+        for p in range(b, upto + 1):
+            self._rstep(toks[p], p)
+
+    def _begin(self, hs: int, role: Optional[Role], has_start: bool) -> None:
+        self._state = _RHEADER
+        self._hs = hs
+        self._rrole = role
+        self._has_start = has_start
+
+    def _rstep(self, token: int, pos: int) -> None:
+        st = self._state
+        if st == _CONTENT:
+            if token in STOP_TOKENS:
+                self._stop_at = pos + 1
+            StreamableParser._step(self, token)
+        elif st == _EXPECT_START:
+            self._mstart = pos
+            if token == START:
+                self._begin(pos + 1, None, True)
+            else:
+                self._begin(pos, None, False)
+                self._region_token(token, pos)
+        else:
+            self._region_token(token, pos)
+
+    def _region_token(self, token: int, pos: int) -> None:
+        if token == MESSAGE:
+            hs = self._hs
+            header, hd = lenient_header(self._t, self._tokens[hs:pos], self._rrole)
+            if not (self._has_start or self._rrole is not None):
+                self._diags.append(missing_start(self._mstart, self._tokens[self._mstart]))
+            for kind, detail in hd:
+                self._diags.append(Diagnostic(kind, hs, pos, detail))
+            self._header = header
+            self._next_role = None
+            self._state = _CONTENT
+            self._parts = []
+            self._ct = []
+            self._ct_n = 0
+        elif token in STOP_TOKENS:
+            self._close_region(pos, token, pos + 1)
+        elif token == START:
+            self._close_region(pos, token, pos)
+            self._rstep(token, pos)
+
+    def _close_region(self, h: int, closer: int, end: int) -> None:
+        ms = self._mstart
+        first_tok = self._tokens[ms] if ms < len(self._tokens) else -1
+        out = (self._messages, self._rows, self._unparsed, self._diags)
+        emit_region(self._t, self._tokens[self._hs : h], self._rrole, self._has_start, closer, ms, self._hs, h, end, first_tok, out)
+        self._state = _EXPECT_START
+        self._next_role = None
+        self._rrole = None
+
+    def _finish(self) -> None:
+        StreamableParser._finish(self)
+        self._rows.append((self._mstart, self._stop_at))
+
+    def process_eos(self) -> "RecoveringStreamableParser":
+        """Signal the end of the stream: completes (or gives up) the message in progress."""
+        n = len(self._tokens)
+        if not self._recovering:
+            st = self._state
+            if st == _CONTENT:
+                self._stop_at = n
+                self._finish()
+                return self
+            if st != _HEADER:
+                return self
+            self._enter_recovery(self._mstart, n - 1)
+        st = self._state
+        if st == _CONTENT:
+            self._stop_at = n
+            self._finish()
+        elif st == _RHEADER:
+            self._close_region(n, NO_STOP, n)
+        return self
+
+    # -- observation ----------------------------------------------------------------------------
+    @property
+    def state(self) -> StreamState:
+        return StreamState.HEADER if self._state == _RHEADER else _STATES[self._state]
+
+    @property
+    def state_data(self):
+        if self._state == _RHEADER:
+            return {"state": "Header", "header_tokens": self._tokens[self._hs :].tolist()}
+        return StreamableParser.state_data.fget(self)
+
+    @property
+    def current_role(self) -> Optional[Role]:
+        if self._state == _RHEADER:
+            return self._rrole
+        return StreamableParser.current_role.fget(self)
+
+    @property
+    def recovering(self) -> bool:
+        """Whether an error was met (the parser is in recovery mode)."""
+        return self._recovering
+
+    @property
+    def diagnostics(self) -> List[Diagnostic]:
+        """Diagnostics so far (those of a message in progress included)."""
+        return list(self._diags)
+
+    @property
+    def spans(self) -> np.ndarray:
+        """``[start, stop)`` of each completed message."""
+        return spans_array(self._rows)
+
+    @property
+    def unparsed(self) -> List[Tuple[int, int, str]]:
+        """Ranges so far that belong to no message."""
+        return list(self._unparsed)
+
+    @property
+    def result(self) -> RecoveryResult:
+        """What :func:`recover_completion` returns for the tokens so far, once EOS is processed."""
+        return RecoveryResult(self.messages, list(self._rows), self.unparsed, self.diagnostics)

@@ -409,7 +409,7 @@ def test_token_containers(hnp, enc, E):
 
 
 def test_recover_flag_and_stream_state(hnp, enc, E):
-    from harmony_np.recover import RecoveringStreamableParser
+    from harmony_np.stream import RecoveringStreamableParser
     from harmony_np.stream import StreamableParser
 
     assert type(hnp.StreamableParser(enc, None)) is StreamableParser

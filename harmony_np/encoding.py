@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from typing import AbstractSet, Any, Collection, List, Literal, Optional, Sequence, Union
+from typing import AbstractSet, Collection, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,8 +19,9 @@ from .model import (
     RenderOptions,
     Role,
 )
-from .parse import kernels, lazy_module, parse_completion
-from .tokens import first_unknown, token_array
+from .lazy import kernels, lazy_module
+from .parse import parse_completion
+from .gate import first_unknown, kernel_token_array
 from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
 
 __all__ = ["HarmonyEncoding", "load_harmony_encoding"]
@@ -114,7 +115,7 @@ class HarmonyEncoding:
 
     def decode_bytes(self, tokens: Sequence[int]) -> bytes:
         """The bytes of ``tokens`` (special tokens give their text); unknown ids raise."""
-        arr = _checkable(tokens)
+        arr = kernel_token_array(tokens, _GATHER_KERNEL_MIN)
         bad = first_unknown(arr)
         if bad >= 0:
             raise HarmonyError(f"Invalid token for decoding: {bad}")
@@ -122,7 +123,7 @@ class HarmonyEncoding:
 
     def decode_utf8(self, tokens: Sequence[int]) -> str:
         """Decode to text; raises ``HarmonyError`` on unknown ids or invalid UTF-8."""
-        arr = _checkable(tokens)
+        arr = kernel_token_array(tokens, _GATHER_KERNEL_MIN)
         bad = first_unknown(arr)
         if bad >= 0:
             raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
@@ -162,7 +163,7 @@ class HarmonyEncoding:
         if self._renderer is None:
             Renderer = lazy_module("render").Renderer
 
-            self._renderer = Renderer(self)
+            self._renderer = Renderer(self._vocab)
         return self._renderer
 
     def render(self, message: Message, render_options: Optional[RenderOptions] = None) -> List[int]:
@@ -170,7 +171,7 @@ class HarmonyEncoding:
         try:
             return self.renderer.render_message(message, render_options)
         except Exception:
-            _raise_json_error(message, "message")
+            lazy_module("render").raise_json_input_error(message, "message")
             raise
 
     def render_conversation(
@@ -180,7 +181,7 @@ class HarmonyEncoding:
         try:
             return self.renderer.render_conversation(conversation, config, mode="conversation")
         except Exception:
-            _raise_json_error(conversation, "conversation")
+            lazy_module("render").raise_json_input_error(conversation, "conversation")
             raise
 
     def render_conversation_for_completion(
@@ -193,7 +194,7 @@ class HarmonyEncoding:
         try:
             return self.renderer.render_conversation(conversation, config, mode="completion", next_role=next_turn_role)
         except Exception:
-            _raise_json_error(conversation, "conversation", next_turn_role)
+            lazy_module("render").raise_json_input_error(conversation, "conversation", next_turn_role)
             raise
 
     def render_conversation_for_training(
@@ -203,7 +204,7 @@ class HarmonyEncoding:
         try:
             return self.renderer.render_conversation(conversation, config, mode="training")
         except Exception:
-            _raise_json_error(conversation, "conversation")
+            lazy_module("render").raise_json_input_error(conversation, "conversation")
             raise
 
     def _array(self, planner, args: tuple, out: Optional[np.ndarray]):
@@ -215,14 +216,14 @@ class HarmonyEncoding:
         try:
             return self.renderer.to_array(planner(*args), out)
         except UnicodeEncodeError as exc:
-            _raise_json_error(args[0], kind, role)
+            lazy_module("render").raise_json_input_error(args[0], kind, role)
             raise surrogate_error(exc) from None
         except HarmonyError:
-            _raise_json_error(args[0], kind, role)
-            render.raisesurrogate_error(args[0])
+            lazy_module("render").raise_json_input_error(args[0], kind, role)
+            render.raise_surrogate_error(args[0])
             raise
         except Exception:
-            _raise_json_error(args[0], kind, role)
+            lazy_module("render").raise_json_input_error(args[0], kind, role)
             raise
 
     # NumPy forms: a uint32 array, or written into ``out`` (a preallocated uint32 buffer), in
@@ -256,13 +257,13 @@ class HarmonyEncoding:
         loss_mask: Optional[bool] = None,
         mask_last_assistant_only: bool = False,
     ):
-        """Render many conversations into one :class:`~harmony_np.batch.RaggedTokens`.
+        """Render many conversations into one :class:`~harmony_np.ragged.RaggedTokens`.
 
         Row ``i`` equals the single render of conversation ``i`` in ``mode`` (``"completion"``,
         ``"conversation"`` or ``"training"``). ``.loss_mask`` (default on in training mode) is 1
         on assistant output: from after the role through the terminator.
         """
-        render_batch = lazy_module("batch").render_batch
+        render_batch = lazy_module("render_batch").render_batch
 
         try:
             return render_batch(
@@ -271,12 +272,9 @@ class HarmonyEncoding:
             )
         except UnicodeEncodeError as exc:
             raise surrogate_error(exc) from None
-        except Exception as exc:
-            _raise_batch_json_error(conversations, exc, next_role if mode == "completion" else Role.ASSISTANT)
-            raise
 
     def parse_batch(self, completions, *, offsets=None, role: Optional[Role] = None, strict: bool = True, errors: str = "raise"):
-        """Parse many completions at once into a columnar :class:`~harmony_np.batch.MessageTable`.
+        """Parse many completions at once into a columnar :class:`~harmony_np.parse_batch.MessageTable`.
 
         ``completions`` is a list of token lists/arrays, or one flat token array with
         ``offsets`` (len n + 1). ``errors="raise"`` raises the first completion's error with its
@@ -286,7 +284,7 @@ class HarmonyEncoding:
         diagnostics as columns. ``.to_messages()`` equals the single-call parse of each
         completion (the recovered messages, for a recovered one).
         """
-        parse_batch = lazy_module("batch").parse_batch
+        parse_batch = lazy_module("parse_batch").parse_batch
 
         return parse_batch(self, completions, offsets=offsets, role=role, strict=strict, errors=errors)
 
@@ -307,47 +305,6 @@ class HarmonyEncoding:
         from .recover import recover_completion
 
         return recover_completion(self, tokens, role)
-
-
-def _raise_json_error(rendered, kind: str, next_role=Role.ASSISTANT) -> None:
-    """After a failed render: raise the error openai_harmony meets on sending ``rendered`` (a
-    message, or a conversation) to its Rust core as JSON, if there is one. It writes and reads
-    that JSON before it renders anything, so such an error comes before any error of rendering;
-    a bad next role it meets between writing the JSON and reading it."""
-    from .model import json_input_error
-
-    try:
-        Role(next_role)
-        role_ok = True
-    except Exception:
-        role_ok = False
-    err = json_input_error(rendered, kind, read_json=role_ok)
-    if err is not None:
-        raise err from None
-
-
-def _raise_batch_json_error(conversations, exc: Exception, next_role) -> None:
-    """:func:`_raise_json_error` for the conversation a failed batch names (``conversation i:``),
-    with its index, as the batch reports that conversation's single render."""
-    found = re.match(r"conversation (\d+): ", str(exc))
-    if found is None or not isinstance(conversations, (list, tuple)):
-        return
-    index = int(found.group(1))
-    if index < len(conversations):
-        try:
-            _raise_json_error(conversations[index], "conversation", next_role)
-        except Exception as err:
-            raise lazy_module("batch")._with_index(err, f"conversation {index}") from None
-
-
-def _checkable(tokens: Any) -> np.ndarray:
-    """:func:`token_array` of ``tokens``, copied when the kernel will read it and it is the
-    caller's array: the ids checked must be the ids gathered, and another thread may write the
-    caller's array in between (Numba does not bounds-check)."""
-    arr = token_array(tokens)
-    if arr.size >= _GATHER_KERNEL_MIN and isinstance(tokens, np.ndarray) and np.may_share_memory(arr, tokens):
-        arr = arr.copy()
-    return arr
 
 
 def _gather_bytes(vocab: Vocabulary, arr: np.ndarray) -> bytes:

@@ -26,8 +26,8 @@ from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
 from .model import Message, Role, text_message
 from .rust_text import decode_error, rust_debug_str
-from .threads import first_import
-from .tokens import _numpy_ints, as_u32, first_bad_token, int_array, token_buffer  # noqa: F401  (re-exported)
+from .lazy import kernels
+from .gate import ROLE_BY_VALUE, parse_arguments
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
 
 __all__ = ["parse_completion", "parse_header_string", "rust_debug_str"]
@@ -53,58 +53,12 @@ GATHER_MIN = 224
 # one malformed header (a completion that forgot <|message|>) can weigh as much as thousands of
 # real ones.
 HEADER_CACHE_BYTES = 8 << 20  # Tables.headers: strict headers (parse, parse_batch, streaming)
-RECOVER_CACHE_BYTES = 8 << 20  # Tables._recover_headers: recovery's header readings
-REENCODED_CACHE_BYTES = 4 << 20  # Tables._reencoded: a token's encode_ordinary (state_data)
+RECOVER_CACHE_BYTES = 8 << 20  # Tables.recover_headers: recovery's header readings
+REENCODED_CACHE_BYTES = 4 << 20  # Tables.reencoded: a token's encode_ordinary (state_data)
 # A header of more token bytes (256 ids) is junk that will not recur: it is never cached.
 HEADER_KEY_MAX = 1024
-_KERNELS = None
-
-
-def kernels():
-    """:mod:`harmony_np.kernels`, imported on first use: it imports numba, which costs start-up
-    time that a process parsing only short completions never needs to pay. Every use of the
-    kernels goes through here, so that the first import is one a fork waits for."""
-    global _KERNELS
-    k = _KERNELS
-    if k is None:
-        k = _KERNELS = lazy_module("kernels")
-    return k
-
-
-def lazy_module(name: str):
-    """``harmony_np.<name>``, imported on first use so that a fork waits until it is done
-    (:func:`harmony_np.threads.first_import`)."""
-    return first_import(f"{__package__}.{name}")
-
-
 def unexpected_token_error(token: int) -> HarmonyError:
     return HarmonyError(f"Unexpected token {token} while expecting start token {START}")
-
-
-# -- argument conversion, as pyo3 extracts ``bool`` and roles (tokens: see tokens.py) ------
-
-
-def check_strict(strict: Any) -> bool:
-    """pyo3's ``Option<bool>``: None is the default (True); numpy's bool passes."""
-    if strict is None:
-        return True
-    if strict is True or strict is False:
-        return strict
-    if isinstance(strict, np.bool_):
-        return bool(strict)
-    raise TypeError(f"argument 'strict': '{type(strict).__name__}' object cannot be converted to 'PyBool'")
-
-
-_ROLES = {r.value: r for r in Role}
-
-
-def role_from_value(value: Optional[str]) -> Optional[Role]:
-    if value is None:
-        return None
-    r = _ROLES.get(value)
-    if r is None:
-        raise ValueError(f"unknown role: {value}")
-    return r
 
 
 # -- header parsing ----------------------------------------------------------------------
@@ -114,17 +68,17 @@ WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0
 _CHANNEL_END = re.compile("[" + re.escape(WHITE_SPACE) + "<]")
 # Rust's split_ascii_whitespace: space, \t, \n, \x0c, \r (not \x0b)
 _ASCII_WS = re.compile("[ \t\n\x0c\r]+")
-_CHANNEL_MARK = "<|channel|>"
-_CONSTRAIN_MARK = "<|constrain|>"
+CHANNEL_MARK = "<|channel|>"
+CONSTRAIN_MARK = "<|constrain|>"
 
 
 def channel_value(header: str) -> tuple:
     """``(idx, after, end)``: where ``<|channel|>`` starts in ``header`` (-1 if absent), the text
     after it, and the length of the channel value at the start of that text (0: empty)."""
-    idx = header.find(_CHANNEL_MARK)
+    idx = header.find(CHANNEL_MARK)
     if idx < 0:
         return -1, "", 0
-    after = header[idx + len(_CHANNEL_MARK) :]
+    after = header[idx + len(CHANNEL_MARK) :]
     m = _CHANNEL_END.search(after)
     return idx, after, (m.start() if m is not None else len(after))
 
@@ -149,7 +103,7 @@ def parse_header_string(header: str, role: Optional[Role], with_recipient: bool)
         if not parts:
             raise HarmonyError(ERR_NO_ROLE)
         role_str = parts[0]
-        role = _ROLES.get(role_str)
+        role = ROLE_BY_VALUE.get(role_str)
         if role is None:
             if len(parts) > 1 or role_str.startswith("to="):
                 del parts[0]
@@ -173,8 +127,8 @@ def header_words(header: str) -> list:
     trimmed (Unicode white space), a space put before ``<|constrain|>``, then split on ASCII
     white space only."""
     header = header.strip(WHITE_SPACE)
-    if _CONSTRAIN_MARK in header:
-        header = header.replace(_CONSTRAIN_MARK, " " + _CONSTRAIN_MARK).strip(WHITE_SPACE)
+    if CONSTRAIN_MARK in header:
+        header = header.replace(CONSTRAIN_MARK, " " + CONSTRAIN_MARK).strip(WHITE_SPACE)
     return [p for p in _ASCII_WS.split(header) if p]
 
 
@@ -212,12 +166,12 @@ class Tables:
         self.flat = vocab.flat
         self.offsets = vocab.offsets
         bpe = vocab.bpe
-        self.decode_bytes = bpe._core_bpe.decode_bytes  # list of known ids -> bytes (Rust)
+        self.decode_bytes = vocab.core_bpe.decode_bytes  # list of known ids -> bytes (Rust)
         self.encode_ordinary = bpe.encode_ordinary
         # (role, header token bytes) -> (role, name, channel, recipient, content_type) or error str
         self.headers = BoundedCache(HEADER_CACHE_BYTES)
         # (role, header token bytes) -> recovery's reading (see harmony_np.recover.lenient_header)
-        self._recover_headers = BoundedCache(RECOVER_CACHE_BYTES)
+        self.recover_headers = BoundedCache(RECOVER_CACHE_BYTES)
         self._strs = None
         self._plain = None
         self._reencoded = BoundedCache(REENCODED_CACHE_BYTES)
@@ -226,7 +180,7 @@ class Tables:
         """The parsed header of the ids packed in ``key_bytes`` (as ``array('I')`` bytes)."""
         hit = self.headers.get((role, key_bytes))
         if hit is None:
-            hit = self._parse_header(buf, role)
+            hit = self.parse_header(buf, role)
             self.remember_header(role, key_bytes, hit)
         if hit.__class__ is str:
             raise HarmonyError(hit)
@@ -237,7 +191,9 @@ class Tables:
         if len(key_bytes) <= HEADER_KEY_MAX:
             self.headers.put((role, key_bytes), hit, approx_size(key_bytes, hit))
 
-    def _parse_header(self, ids, role):
+    def parse_header(self, ids, role):
+        """The header of ``ids`` (``array('I')`` or ``uint32``) read strictly: ``(role, name,
+        channel, recipient, content_type)``, or the text of the oracle's error for it."""
         ids = ids.tolist()  # array('I') or a uint32 array: Python ints, for max() and tiktoken
         if ids and max(ids) >= N_VOCAB:
             return ERR_DECODE_HEADER
@@ -292,21 +248,21 @@ class Tables:
         return r
 
 
-_TABLES: dict = {}
+_TABLES: dict = {}  # id(vocabulary) -> its Tables, which keep the vocabulary alive
+_LAST: tuple = (None, None)  # the last (vocabulary, tables), replaced whole: one identity test per call
 
 
 def tables(enc) -> Tables:
-    """The lookup tables of ``enc``'s vocabulary (one per vocabulary; kept on the encoding too,
-    so that a call costs one attribute lookup)."""
-    try:
-        return enc._parse_tables
-    except AttributeError:
-        pass
-    vocab = enc._vocab
+    """The lookup tables of ``enc.vocab`` (one per vocabulary)."""
+    global _LAST
+    vocab = enc.vocab
+    last = _LAST
+    if last[0] is vocab:
+        return last[1]
     t = _TABLES.get(id(vocab))
     if t is None or t.vocab is not vocab:
         t = _TABLES[id(vocab)] = Tables(vocab)
-    enc._parse_tables = t
+    _LAST = (vocab, t)
     return t
 
 
@@ -361,8 +317,8 @@ def stream_text(t: Tables, ids) -> str:
     return "".join(parts) + pending.decode("utf-8", "replace")
 
 
-def _gather(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
-    return kernels()._gather_bytes(t.flat, t.offsets, arr[cs:ce]).tobytes()
+def gather_span_bytes(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
+    return kernels().gather_bytes(t.flat, t.offsets, arr[cs:ce]).tobytes()
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -471,7 +427,7 @@ def build_messages(t: Tables, buf, src, arr, recs, status: int, pos: int, role: 
             else:
                 if arr is None:
                     arr = np.frombuffer(buf, dtype=np.uint32)
-                text = _gather(t, arr, cs, ce).decode("utf-8", "replace")
+                text = gather_span_bytes(t, arr, cs, ce).decode("utf-8", "replace")
         else:
             *hit, remaining = parse_header_string(decode_utf8(t, buf[hs:he].tolist()), r, False)
             text = remaining or ""
@@ -544,30 +500,7 @@ def _parse_short(t: Tables, src: list, data: bytes, role: Optional[Role]) -> Opt
 
 def parse_completion(enc, tokens: Any, role: Any = None, strict: Any = True) -> List[Message]:
     """Messages of ``tokens`` exactly as openai_harmony parses them (or its error)."""
-    # the oracle's order of checks: list(tokens), role.value, each token, strict, the role name
-    src = None
-    if tokens.__class__ is list:
-        src = tokens
-    else:
-        ints = int_array(tokens)  # the input gate: a masked array goes item by item
-        if ints is None:
-            src = tokens = list(tokens)
-    rv = None if role is None else (role._value_ if role.__class__ is Role else str(role.value))
-    if src is not None:
-        try:
-            buf = array.array("I", src)
-        except (TypeError, OverflowError, ValueError):
-            buf = array.array("I", [as_u32(x, "tokens") for x in src])
-            src = None
-    else:
-        buf = _numpy_ints(ints)
-    if strict is not True:
-        strict = check_strict(strict)
-    r = None
-    if rv is not None:
-        r = _ROLES.get(rv)
-        if r is None:
-            raise ValueError(f"unknown role: {rv}")
+    buf, src, r, strict = parse_arguments(tokens, role, strict)  # the input gate
     t = tables(enc)
     n = len(buf)
     if n < SCAN_KERNEL_MIN:

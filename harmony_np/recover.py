@@ -36,18 +36,17 @@ from __future__ import annotations
 
 import array
 import bisect
-import operator
 import re
 from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 
 from .errors import HarmonyError
+from .lazy import kernels
 from .model import Message, Role, text_message
 from .parse import (
-    _CHANNEL_MARK,
-    _CONSTRAIN_MARK,
-    _ROLES,
+    CHANNEL_MARK,
+    CONSTRAIN_MARK,
     ERR_DECODE_HEADER,
     GATHER_MIN,
     HEADER_KEY_MAX,
@@ -57,11 +56,10 @@ from .parse import (
     STOP_TOKENS,
     WHITE_SPACE,
     Tables,
-    _gather,
+    gather_span_bytes,
     channel_value,
     build_messages,
     header_words,
-    kernels,
     parse_header_string,
     take_recipient_and_type,
     remaining_error,
@@ -70,7 +68,7 @@ from .parse import (
     unexpected_token_error,
 )
 from .caches import approx_size
-from .tokens import int_array
+from .gate import ROLE_BY_VALUE, bad_id_error, check_ids, role_arg, vocab_ids
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 
 __all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "KINDS", "explain"]
@@ -147,80 +145,6 @@ class RecoveryResult:
         )
 
 
-# -- inputs ---------------------------------------------------------------------------------
-
-
-def bad_id_error(i: int, v: Any) -> ValueError:
-    return ValueError(f"token id {v} at position {i} is outside the vocabulary (0..{N_VOCAB - 1})")
-
-
-def token_ids(tokens: Any, check: bool = True, offset: int = 0):
-    """``(array('I'), list or None)`` of ``tokens``; any id outside the vocabulary is refused
-    with a ``ValueError`` naming it (a non-integer item with a ``TypeError``). ``check=False``
-    leaves ids past the vocabulary (but within uint32) to the caller: see :func:`check_ids`."""
-    if isinstance(tokens, np.ndarray):
-        if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
-            raise TypeError(f"tokens must be a 1-D integer array, not {tokens.dtype} with shape {tokens.shape}")
-        ints = int_array(tokens)  # the input gate: a masked array goes item by item (below)
-    else:
-        ints = None
-    if ints is not None:
-        tokens = ints
-        if tokens.dtype == np.uint32 and tokens.dtype.byteorder in "=|":
-            buf = array.array("I")
-            buf.frombytes(tokens.tobytes())
-            if check and len(buf) and max(buf) >= N_VOCAB:
-                i = int(np.flatnonzero(tokens >= N_VOCAB)[0])
-                raise bad_id_error(offset + i, int(tokens[i]))
-            return buf, None
-        if tokens.size:
-            lo, hi = int(tokens.min()), int(tokens.max())
-            if lo < 0 or hi >= N_VOCAB:
-                i = int(np.flatnonzero((tokens < 0) | (tokens >= N_VOCAB))[0])
-                raise bad_id_error(offset + i, int(tokens[i]))
-        return array.array("I", tokens.astype(np.uint32).tobytes()), None
-    if tokens.__class__ is not list:
-        if isinstance(tokens, array.array) and tokens.typecode == "I":
-            tokens = tokens.tolist()
-        else:
-            tokens = list(tokens)
-    try:
-        buf = array.array("I", tokens)
-    except (TypeError, OverflowError, ValueError):
-        buf = None
-    if buf is None or (check and tokens and max(tokens) >= N_VOCAB):
-        for i, x in enumerate(tokens):
-            try:
-                v = operator.index(x)
-            except TypeError:
-                raise TypeError(f"token at position {i} is not an integer: {x!r}") from None
-            if not 0 <= v < N_VOCAB:
-                raise bad_id_error(offset + i, v)
-        buf = array.array("I", [operator.index(x) for x in tokens])
-        tokens = buf.tolist()
-    return buf, tokens
-
-
-def check_ids(src: list, positions) -> None:
-    """Refuse the first id >= ``N_VOCAB`` among ``src[positions]`` (the positions of every id
-    >= ``N_ORDINARY``, so every id that can be out of the vocabulary)."""
-    for i in positions:
-        if src[i] >= N_VOCAB:
-            raise bad_id_error(i, src[i])
-
-
-def as_role(role: Any) -> Optional[Role]:
-    if role is None:
-        return None
-    if role.__class__ is Role:
-        return role
-    v = str(getattr(role, "value", role))
-    r = _ROLES.get(v)
-    if r is None:
-        raise ValueError(f"unknown role: {v}")
-    return r
-
-
 # -- messages -------------------------------------------------------------------------------
 
 _message = text_message
@@ -237,7 +161,7 @@ def lenient_header(t: Tables, ids: "array.array", role: Optional[Role]):
     """``((role, name, channel, recipient, content_type), ((kind, detail), ...))`` of header
     tokens ``ids``: the strict reading when there is one (no diagnostics), else the repaired one.
     Cached by the header's tokens, like the strict headers."""
-    cache = t._recover_headers
+    cache = t.recover_headers
     key_bytes = ids.tobytes()
     key = (role, key_bytes)
     hit = cache.get(key)
@@ -300,7 +224,7 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
             diags.append(("missing_role", f"the header names no role; assistant assumed{why}"))
         else:
             first = parts[0]
-            r = _ROLES.get(first)
+            r = ROLE_BY_VALUE.get(first)
             if r is not None:
                 role = r
             elif len(parts) > 1 or first.startswith("to="):
@@ -341,7 +265,7 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
         for i, p in enumerate(parts):
             if p.startswith("to="):
                 ti = i
-            elif p.startswith(_CONSTRAIN_MARK):
+            elif p.startswith(CONSTRAIN_MARK):
                 ci = i
         used = set()
         if ti >= 0:
@@ -367,7 +291,7 @@ def _repair_header(text: str, role: Optional[Role], err: str, diags: list):
 # -- regions without <|message|> --------------------------------------------------------------
 
 _ROLE_WORD = re.compile("(system|developer|user|assistant|tool)(?=[" + re.escape(WHITE_SPACE) + "<]|\\Z)")
-_ITEM_MARKS = (_CHANNEL_MARK, "to=", _CONSTRAIN_MARK)
+_ITEM_MARKS = (CHANNEL_MARK, "to=", CONSTRAIN_MARK)
 
 
 def _skip_ws(text: str, i: int) -> int:
@@ -422,15 +346,15 @@ def split_region(text: str, role: Optional[Role], has_start: bool):
         if m is not None:
             j = _skip_ws(text, m.end())
             if has_start or j == len(text) or text.startswith(_ITEM_MARKS, j):
-                mrole = _ROLES[m.group(1)]
+                mrole = ROLE_BY_VALUE[m.group(1)]
                 i = m.end()
                 found = True
     channel = recipient = ctype = None
     seen_channel = False
     while True:
         j = _skip_ws(text, i)
-        if not seen_channel and text.startswith(_CHANNEL_MARK, j):
-            a = j + len(_CHANNEL_MARK)
+        if not seen_channel and text.startswith(CHANNEL_MARK, j):
+            a = j + len(CHANNEL_MARK)
             e = _value_end(text, a)
             seen_channel = True
             if e > a:
@@ -440,8 +364,8 @@ def split_region(text: str, role: Optional[Role], has_start: bool):
         elif recipient is None and text.startswith("to=", j) and _NAME.match(text, j + 3).end() > j + 3:
             e = _NAME.match(text, j + 3).end()
             recipient = text[j + 3 : e]
-        elif ctype is None and text.startswith(_CONSTRAIN_MARK, j):
-            e = _NAME.match(text, j + len(_CONSTRAIN_MARK)).end()
+        elif ctype is None and text.startswith(CONSTRAIN_MARK, j):
+            e = _NAME.match(text, j + len(CONSTRAIN_MARK)).end()
             ctype = text[j:e]
         else:
             break
@@ -518,7 +442,7 @@ def _content(t: Tables, buf, src, arr, cs: int, ce: int) -> str:
         return t.decode_bytes(src[cs:ce]).decode("utf-8", "replace")
     if arr is None:
         arr = np.frombuffer(buf, dtype=np.uint32)
-    return _gather(t, arr, cs, ce).decode("utf-8", "replace")
+    return gather_span_bytes(t, arr, cs, ce).decode("utf-8", "replace")
 
 
 def _recover_from(t: Tables, buf, src, arr, sp: list, b: int, role_first: Optional[Role], out) -> None:
@@ -586,7 +510,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
     ``tokens``: a list or other iterable of ints, or a 1-D integer array (``uint32`` is the
     cheapest); ``role``: the role of the first message when the completion starts after it.
     """
-    buf, src = token_ids(tokens, check=False)
+    buf, src = vocab_ids(tokens, check=False)
     n = len(buf)
     arr = None
     sp = None
@@ -600,7 +524,7 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
         if int(arr.max()) >= N_VOCAB:
             i = int(np.flatnonzero(arr >= N_VOCAB)[0])
             raise bad_id_error(i, int(arr[i]))
-    r = as_role(role)
+    r = role_arg(role)
     t = tables(enc)
     if arr is None:
         recs, status, pos = scan_py(src, sp, r is not None, True)
@@ -661,7 +585,7 @@ def explain(enc, tokens: Any, role: Any = None) -> str:
     """A readable account of :func:`recover_completion` on ``tokens``: each message and unparsed
     range in token order (with the text of an unparsed range), then the diagnostics."""
     res = recover_completion(enc, tokens, role)
-    buf, _ = token_ids(tokens)
+    buf, _ = vocab_ids(tokens)
     items = [(a, b, m) for (a, b), m in zip(res._rows, res.messages)]
     items += [(a, b, reason) for a, b, reason in res.unparsed]
     items.sort(key=lambda x: x[0])

@@ -14,6 +14,7 @@ pass shows.
 
 from __future__ import annotations
 
+import array
 import threading
 from sys import getsizeof
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
@@ -22,7 +23,8 @@ import numpy as np
 
 from .caches import BoundedCache
 from .errors import HarmonyError
-from .rust_text import surrogate_error
+from .gate import next_role_arg
+from .model import json_input_error
 from .model import (
     Conversation,
     DeveloperContent,
@@ -34,9 +36,10 @@ from .model import (
     SystemContent,
     TextContent,
 )
+from .rust_text import surrogate_error
 from .schema import CONVERSATION_JSON_DEPTH, MESSAGE_JSON_DEPTH, tools_section
 from .threads import run_parallel, thread_count
-from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
+from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START, Vocabulary
 
 _ASSISTANT = Role.ASSISTANT
 _TOOL = Role.TOOL
@@ -45,7 +48,7 @@ _DEVELOPER = Role.DEVELOPER
 _CONSTRAIN_TEXT = "<|constrain|>"
 _END_LIST = [END]
 _CALL_LIST = [CALL]
-_START_LIST = [START]
+START_LIST = [START]
 _NO_SPECIAL: frozenset = frozenset()
 _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
 # Rust's Debug of the role, as it appears in openai_harmony's error text
@@ -56,7 +59,7 @@ _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "Sys
 HEADER_CACHE_MAX_BYTES = 32 << 20
 TEXT_CACHE_MAX_BYTES = 64 << 20  # the token-list cache, and apart from it the array cache
 _TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cached
-_LIST_TOKEN_BYTES = 40  # a token in a list: its slot and its int object (ids above 256)
+LIST_TOKEN_BYTES = 40  # a token in a list: its slot and its int object (ids above 256)
 _HEADER_ENTRY_BYTES = 640  # key and entry tuples, dict slot, four lists, the array's header
 _HEADER_TOKEN_BYTES = 3 * 8 + 32 + 4  # three lists' slots, the int, the uint32 array's share
 _TEXT_ENTRY_BYTES = 120  # dict slot and list header of a text cache entry
@@ -146,17 +149,6 @@ def _not_a_message(msgs: Sequence[Any]) -> Optional[TypeError]:
     return None
 
 
-def _as_role(role: Any) -> Role:
-    if role.__class__ is Role:
-        return role
-    if isinstance(role, str):
-        try:
-            return Role(role)
-        except ValueError:
-            raise ValueError(f"unknown role: {role}") from None
-    raise TypeError(f"next_turn_role must be a Role, got {type(role).__name__}: {role!r}")
-
-
 class _Tokens(list):
     """A token list of a plan (a header or terminator) carrying its ``uint32`` array, made on first
     use by :meth:`Renderer.to_array`: the array lives and dies with its list, so no map from a
@@ -171,21 +163,39 @@ class _Tokens(list):
 
 _END_TOKENS = _Tokens(_END_LIST)
 _CALL_TOKENS = _Tokens(_CALL_LIST)
-_START_TOKENS = _Tokens(_START_LIST)
+_START_TOKENS = _Tokens(START_LIST)
+
+
+# Fresh texts are joined by this special token and encoded in one tiktoken call: tiktoken encodes
+# the text between special tokens on its own, so each text gets exactly its encode_ordinary
+# tokens, without one Python-to-Rust call per text. (A text holding the separator itself is
+# encoded on its own. The separator cannot arise across a text boundary: no proper prefix of it
+# is also a suffix of it.)
+_JOIN_TEXT = "<|reserved_200999|>"
+_JOIN_ID = 200999
+_JOIN_SET = frozenset([_JOIN_TEXT])
+
+
+def _encode_joined(buf, texts: List[str]) -> List[np.ndarray]:
+    arr = np.frombuffer(buf(_JOIN_TEXT.join(texts), _JOIN_SET), dtype=np.uint32)
+    cuts = np.flatnonzero(arr == _JOIN_ID)
+    starts = [0] + (cuts + 1).tolist()
+    stops = cuts.tolist() + [arr.shape[0]]
+    return [arr[a:z] for a, z in zip(starts, stops)]
 
 
 class Renderer:
     """Renders for one encoding; holds the header and text caches."""
 
-    def __init__(self, encoding) -> None:
-        bpe = encoding._bpe
-        core = getattr(bpe, "_core_bpe", None)
+    def __init__(self, vocab: Vocabulary) -> None:
+        bpe = vocab.bpe
+        core = vocab.core_bpe
         # the Rust method itself: tiktoken's wrapper only adds a retry for lone surrogates, which
         # openai_harmony refuses (see rust_text.surrogate_error)
         self._encode = getattr(core, "encode_ordinary", None) or bpe.encode_ordinary
         self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
         self._core = core
-        self._vocab = encoding._vocab
+        self._vocab = vocab
         self._local = threading.local()  # a pool thread's own copy of the BPE
         # key -> (header, author part, rest, the header as a plan item): see header_entry
         self._headers = BoundedCache(HEADER_CACHE_MAX_BYTES, HEADER_CACHE_MAX_BYTES)
@@ -210,10 +220,59 @@ class Renderer:
         return run_parallel(tasks)
 
     # -- encoding of texts -----------------------------------------------------------------
+
+    def encode_texts(self, texts: Sequence[str]) -> list:
+        """``uint32`` buffers (or ``array('I')``) of ``texts``, for a batch: cached ones from the text
+        cache, fresh ones in joined tiktoken calls, split over the thread pool when there is enough
+        text. Raises ``UnicodeEncodeError`` for a text with a lone surrogate."""
+        out: List[Any] = [None] * len(texts)
+        fresh = []
+        cached = self._texts
+        for i, t in enumerate(texts):
+            toks = cached.get(t)
+            if toks is not None:
+                out[i] = array.array("I", toks)
+            elif _JOIN_TEXT in t:
+                out[i] = array.array("I", self._encode(t))
+            else:
+                fresh.append(i)
+        if not fresh:
+            return out
+        buf = self._encode_buffer
+        if buf is None:  # pragma: no cover - tiktoken without the buffer API
+            for i in fresh:
+                out[i] = array.array("I", self._encode(texts[i]))
+            return out
+        total = 0
+        for i in fresh:
+            total += len(texts[i])
+        workers = self._workers
+        if workers > 1 and total >= 65_536:
+            # contiguous chunks of similar size, one joined call each, one per thread
+            chunks: List[List[int]] = []
+            share = total / workers
+            chunk: List[int] = []
+            size = 0
+            for i in fresh:
+                chunk.append(i)
+                size += len(texts[i])
+                if size >= share and len(chunks) < workers - 1:
+                    chunks.append(chunk)
+                    chunk, size = [], 0
+            chunks.append(chunk)
+            results = self.run_parallel(lambda core, c: _encode_joined(core.encode_to_tiktoken_buffer, [texts[i] for i in c]), chunks)
+            for chunk, arrays in zip(chunks, results):
+                for i, a in zip(chunk, arrays):
+                    out[i] = a
+        else:
+            for i, a in zip(fresh, _encode_joined(buf, [texts[i] for i in fresh])):
+                out[i] = a
+        return out
+
     def _remember(self, text: str, toks: List[int]) -> None:
         if len(text) > _TEXT_CACHE_MAX_CHARS or text in self._texts:
             return
-        self._texts.put(text, toks, getsizeof(text) + len(toks) * _LIST_TOKEN_BYTES + _TEXT_ENTRY_BYTES)
+        self._texts.put(text, toks, getsizeof(text) + len(toks) * LIST_TOKEN_BYTES + _TEXT_ENTRY_BYTES)
 
     def _encode_fresh(self, text: str) -> Optional[List[int]]:
         """Tokens of a text missing from the cache, now cached; None if ``text`` is long enough to
@@ -379,7 +438,7 @@ class Renderer:
     @staticmethod
     def _mode_role(mode: str, next_role: Any) -> Optional[Role]:
         if mode == "completion":
-            return _as_role(next_role)
+            return next_role_arg(next_role)
         if mode != "conversation" and mode != "training":
             raise ValueError(f"mode must be 'completion', 'conversation' or 'training', got {mode!r}")
         return None
@@ -415,7 +474,7 @@ class Renderer:
         if mode == "completion":
             plan.append(_START_TOKENS)
             plan.append(next_role._value_)  # ._value_: Enum's .value property is slow
-        elif mode == "training" and _ends_in_final(msgs):
+        elif mode == "training" and ends_in_final(msgs):
             plan.append(_RETURN_MARK)
 
     # -- assembly --------------------------------------------------------------------------
@@ -571,7 +630,7 @@ class Renderer:
         if next_role is not None:
             out.append(START)
             out += get(next_role._value_) or self._encode_fresh(next_role._value_)
-        elif mode == "training" and _ends_in_final(msgs):
+        elif mode == "training" and ends_in_final(msgs):
             out[-1] = RETURN
         return out
 
@@ -601,9 +660,24 @@ def _check_dropped(msgs: Sequence[Message]) -> None:
             raise TypeError(f"a dropped analysis message holds a value of the wrong type: {m!r}")
 
 
-def _ends_in_final(msgs: List[Message]) -> bool:
+def ends_in_final(msgs: List[Message]) -> bool:
     """Whether the conversation ends in an assistant message on the final channel."""
     return bool(msgs) and msgs[-1].author.role is _ASSISTANT and msgs[-1].channel == "final"
+
+
+def raise_json_input_error(rendered: Any, kind: str, next_role: Any = Role.ASSISTANT) -> None:
+    """After a failed render: raise the error openai_harmony meets on sending ``rendered`` (a
+    message, or a conversation) to its Rust core as JSON, if there is one. It writes and reads
+    that JSON before it renders anything, so such an error comes before any error of rendering;
+    a bad next role it meets between writing the JSON and reading it."""
+    try:
+        Role(next_role)
+        role_ok = True
+    except Exception:
+        role_ok = False
+    err = json_input_error(rendered, kind, read_json=role_ok)
+    if err is not None:
+        raise err from None
 
 
 def raise_surrogate_error(rendered: Any) -> None:

@@ -19,36 +19,30 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import HarmonyError
+from .lazy import kernels
 from .model import Message, Role, StreamState, text_message
 from .parse import (
     ERR_EOS_HEADER,
     GATHER_MIN,
     REPLACEMENT,
     STOP_TOKENS,
-    as_u32,
-    check_strict,
     decode_utf8,
-    first_bad_token,
-    int_array,
-    kernels,
     parse_header_string,
-    role_from_value,
     tables,
     unexpected_token_error,
     utf8_step,
 )
+from .gate import as_u32, bad_id_error, oracle_role_value, role_from_value, stream_ids, strict_flag, vocab_ids
 from .recover import (
     NO_STOP,
     Diagnostic,
     RecoveryResult,
-    bad_id_error,
     emit_region,
     lenient_header,
     missing_start,
     spans_array,
-    token_ids,
 )
-from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
+from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START, Vocabulary
 
 __all__ = ["StreamableParser", "RecoveringStreamableParser"]
 
@@ -99,10 +93,10 @@ class StreamableParser:
 
     def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = False) -> None:
         # the oracle's order: role.value in Python, then pyo3 checks strict, then the role name
-        rv = None if role is None else (role._value_ if role.__class__ is Role else str(role.value))
-        if not hasattr(encoding, "_vocab"):
+        rv = oracle_role_value(role)
+        if getattr(encoding, "vocab", None).__class__ is not Vocabulary:
             raise AttributeError(f"'{type(encoding).__name__}' object has no attribute '_inner'")
-        self._strict = check_strict(strict)
+        self._strict = strict_flag(strict)
         r = role_from_value(rv)
         self._t = tables(encoding)
         self._strs = None
@@ -219,26 +213,7 @@ class StreamableParser:
     def process_tokens(self, tokens) -> "StreamableParser":
         """Consume many tokens: the same end state as :meth:`process` on each in turn (and the
         same error, raised after the tokens before the offending one were consumed)."""
-        err = None
-        ints = None if tokens.__class__ is list else int_array(tokens)  # the input gate
-        if ints is not None:
-            tokens = ints
-            if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > 0xFFFFFFFF):
-                k = int(np.flatnonzero((tokens < 0) | (tokens > 0xFFFFFFFF))[0])
-                try:
-                    as_u32(int(tokens[k]), "token")
-                except OverflowError as exc:
-                    err = exc
-                tokens = tokens[:k]
-            buf = array.array("I", np.ascontiguousarray(tokens, dtype=np.uint32).tobytes())
-        else:
-            if tokens.__class__ is not list:
-                tokens = list(tokens)
-            try:
-                buf = array.array("I", tokens)
-            except (TypeError, OverflowError, ValueError):
-                k, err = first_bad_token(tokens, "token")
-                buf = array.array("I", [as_u32(x, "token") for x in tokens[:k]])
+        buf, err = stream_ids(tokens)  # the input gate
         if len(buf) < _BULK_MIN:
             self._feed_small(buf)
         else:
@@ -359,7 +334,7 @@ class StreamableParser:
         t = self._t
         if len(run) < GATHER_MIN:
             return t.decode_bytes(run.tolist()).decode("utf-8")
-        _gather_bytes = kernels()._gather_bytes
+        _gather_bytes = kernels().gather_bytes
 
         return _gather_bytes(t.flat, t.offsets, np.frombuffer(run, dtype=np.uint32)).tobytes().decode("utf-8")
 
@@ -484,7 +459,7 @@ class RecoveringStreamableParser(StreamableParser):
     def process_tokens(self, tokens) -> "RecoveringStreamableParser":
         """Consume many tokens (all are checked first: an id outside the vocabulary raises
         ``ValueError`` and nothing is consumed)."""
-        buf, _ = token_ids(tokens, offset=len(self._tokens))
+        buf, _ = vocab_ids(tokens, offset=len(self._tokens))
         return StreamableParser.process_tokens(self, np.frombuffer(buf, dtype=np.uint32))
 
     def _step(self, token: int) -> None:

@@ -13,6 +13,8 @@ its own first use (see :func:`first_import`).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import os
 import sys
@@ -152,3 +154,16 @@ def split_by_weight(cumulative: np.ndarray, parts: int, min_weight: int) -> List
     cuts = np.searchsorted(cumulative, [total * i / parts for i in range(1, parts)]).tolist()
     bounds = [0] + [min(max(c, 0), n) for c in cuts] + [n]
     return [(a, z) for a, z in zip(bounds, bounds[1:]) if z > a]
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic GC: a batch allocates many small acyclic containers, and each full
+    collection would walk the caller's whole heap (often millions of objects) for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -110,6 +110,14 @@ class Vocabulary:
             self._bpe.append(_tiktoken_encoding(self._ranks()))
         return self._bpe[0]
 
+    @property
+    def core_bpe(self):
+        """tiktoken's Rust ``CoreBPE`` behind :attr:`bpe` (None if this tiktoken has none): its
+        ``encode_ordinary`` skips the Python wrapper's retry for lone surrogates, which
+        openai_harmony refuses anyway, and ``decode_bytes`` the wrapper's list copy. The one
+        place that reads tiktoken's private attribute."""
+        return getattr(self.bpe, "_core_bpe", None)
+
     def _ranks(self) -> dict:
         flat = self.flat.tobytes()
         o = self.offsets.tolist()

@@ -41,7 +41,7 @@ def check_batch(enc, hnp, comps, role, strict):
     assert len(flat) == len(table) == len(texts)
     for i, m in enumerate(flat):
         assert texts[i] == m.content[0].text
-        assert hnp.batch.ROLES[table.role[i]] == m.author.role
+        assert hnp.parse_batch.ROLES[table.role[i]] == m.author.role
         assert table.string(table.channel[i]) == m.channel
         assert table.string(table.recipient[i]) == m.recipient
         assert table.string(table.content_type[i]) == m.content_type

@@ -336,7 +336,7 @@ def test_first_failing_conversation_is_reported(enc, hnp):
 
 
 def test_ragged_tokens_refuses_bad_input(hnp):
-    from harmony_np.batch import RaggedTokens
+    from harmony_np.ragged import RaggedTokens
 
     t = np.arange(10, dtype=np.uint32)
     cases = [
@@ -369,7 +369,7 @@ def test_ragged_tokens_refuses_bad_input(hnp):
 
 
 def test_ragged_tokens_owns_read_only_copies(enc, hnp):
-    from harmony_np.batch import RaggedTokens
+    from harmony_np.ragged import RaggedTokens
 
     t = np.arange(10, dtype=np.uint32)
     off = np.array([0, 3, 3, 10], dtype=np.int64)
@@ -412,7 +412,7 @@ def test_bad_ragged_tokens_do_not_crash_the_interpreter():
     code = textwrap.dedent(
         """
         import numpy as np
-        from harmony_np.batch import RaggedTokens
+        from harmony_np.ragged import RaggedTokens
         t = np.arange(10, dtype=np.uint32)
         for off, mask in (([0, 10**8], None), ([-3, 2], None), ([0, 10], np.ones(2, np.uint8))):
             try:

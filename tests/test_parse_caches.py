@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from harmony_np import parse as P
+from harmony_np import rust_text as R
 from harmony_np.vocab import CHANNEL, END, MESSAGE, N_ORDINARY, START
 
 # The head and tail of a completion whose first message forgot <|message|>: its header runs
@@ -78,15 +79,15 @@ def test_recover_header_cache_bounded_in_bytes(enc):
     t = P.tables(enc)
     flat, offs = malformed(enc, 3000, 200, seed=3)  # ~4 KB an entry with its repaired reading
     enc.parse_batch(flat, offsets=offs, errors="recover")
-    c = t._recover_headers
+    c = t.recover_headers
     assert 0 < len(c) < 3000 and c.nbytes <= P.RECOVER_CACHE_BYTES
 
 
 def test_debug_char_cache_bounded_in_bytes():
     text = "".join(chr(0x4E00 + i) for i in range(12000)) + "\u0301"
     assert P.rust_debug_str(text).endswith('\\u{301}"')
-    c = P._debug_char_cache
-    assert c.nbytes <= P.DEBUG_CHAR_CACHE_BYTES and len(c) < 12000
+    c = R._debug_char_cache
+    assert c.nbytes <= R.DEBUG_CHAR_CACHE_BYTES and len(c) < 12000
     assert P.rust_debug_str("é\u0301") == '"é\\u{301}"'
 
 
@@ -150,6 +151,6 @@ def test_rss_bounded_under_unique_malformed_headers():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    caches = P.HEADER_CACHE_BYTES + P.RECOVER_CACHE_BYTES + P.REENCODED_CACHE_BYTES + P.DEBUG_CHAR_CACHE_BYTES
+    caches = P.HEADER_CACHE_BYTES + P.RECOVER_CACHE_BYTES + P.REENCODED_CACHE_BYTES + R.DEBUG_CHAR_CACHE_BYTES
     assert out["headers"][1] is not None and out["headers"][1] <= P.HEADER_CACHE_BYTES
     assert out["growth"] < 1.5 * caches + (16 << 20), out

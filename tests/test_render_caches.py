@@ -1,7 +1,7 @@
 """The renderer's caches and the batch's piece pool: bounded in bytes, and right across clears.
 
 Bounds are shrunk for a test (the renderer's caches' ``max_bytes``, the module constant
-``batch.BATCH_POOL_MAX_BYTES``), so a clear comes after a few hundred entries instead of tens of
+``render_batch.BATCH_POOL_MAX_BYTES``), so a clear comes after a few hundred entries instead of tens of
 thousands. RSS is measured in a child process, from
 ``/proc/self/statm``.
 """
@@ -18,7 +18,7 @@ from sys import getsizeof
 import numpy as np
 import pytest
 
-from harmony_np import batch, render
+from harmony_np import render, render_batch
 
 
 def _user(hnp, name, text="hello"):
@@ -175,7 +175,7 @@ def test_batch_pool_flushes_keep_rows_right_and_free_texts(monkeypatch, hnp, enc
     """With a tiny pool bound the batch encodes its pending texts and forgets its dedup index
     and memos every few rows: rows (and loss masks) equal the single calls, and the texts of
     rows already encoded are no longer held (the original pool held every text to the end)."""
-    monkeypatch.setattr(batch, "BATCH_POOL_MAX_BYTES", 4096)
+    monkeypatch.setattr(render_batch, "BATCH_POOL_MAX_BYTES", 4096)
     n = 600
     texts: list = []
     alive_at_end = []

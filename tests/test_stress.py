@@ -139,7 +139,7 @@ def test_hand_built_ragged_tokens():
     rows a pure-Python reference reads; none crashes the interpreter."""
     run_child("""
         import numpy as np
-        from harmony_np.batch import RaggedTokens
+        from harmony_np.ragged import RaggedTokens
         rng = np.random.default_rng(11)
         refused = accepted = 0
         for trial in range(3000):

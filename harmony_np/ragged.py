@@ -1,0 +1,153 @@
+"""``RaggedTokens``: token rows of different lengths as flat values + offsets (Arrow's list
+layout), the result of ``render_batch``. Its constructor takes the caller's arrays through the
+input gate (:func:`harmony_np.gate.ragged_buffers`); a batch hands over its own arrays with
+:meth:`RaggedTokens.adopt`.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, List, Optional
+
+import numpy as np
+
+from .gate import ragged_buffers
+from .lazy import kernels
+
+__all__ = ["RaggedTokens"]
+
+
+class RaggedTokens:
+    """Token rows of different lengths: ``tokens`` (flat ``uint32``) split by ``offsets``.
+
+    Row ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``. ``loss_mask`` (``uint8``, aligned with
+    ``tokens``) is 1 on the tokens a model is trained to produce, when it was requested.
+
+    The constructor checks its input as awkward-array's ``ListOffsetArray`` does, since the
+    kernels that pad rows read memory at these offsets unchecked: ``tokens`` is 1-D integers in
+    ``uint32`` range (ids are not checked against a vocabulary: rows are only copied here);
+    ``offsets`` is 1-D integers, at least one, the first >= 0, never decreasing, the last at most
+    ``len(tokens)``; ``loss_mask`` is 0/1 (or bool), one per token. The arrays are kept as
+    read-only copies (``uint32``, ``int64``, ``uint8``): changing the caller's arrays later
+    changes nothing here.
+    """
+
+    __slots__ = ("_tokens", "_offsets", "_loss_mask")
+
+    def __init__(self, tokens: Any, offsets: Any, loss_mask: Any = None) -> None:
+        self._set(*ragged_buffers(tokens, offsets, loss_mask))
+
+    @classmethod
+    def adopt(cls, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> "RaggedTokens":
+        """Rows over arrays that a batch built itself and hands over, without a copy: ``tokens``
+        ``uint32``, ``offsets`` ``int64`` and ``loss_mask`` ``uint8`` (or None), valid by
+        construction. Only their shapes and ends are checked here (O(1)); they are made
+        read-only."""
+        if not (
+            tokens.dtype == np.uint32 and tokens.ndim == 1 and offsets.dtype == np.int64 and offsets.ndim == 1
+            and offsets.shape[0] >= 1 and offsets[0] == 0 and offsets[-1] == tokens.shape[0]
+            and (loss_mask is None or (loss_mask.dtype == np.uint8 and loss_mask.shape == tokens.shape))
+        ):
+            raise ValueError("RaggedTokens.adopt: arrays that are not a ragged layout of uint32 tokens")
+        self = object.__new__(cls)
+        self._set(tokens, offsets, loss_mask)
+        return self
+
+    def _set(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> None:
+        for a in (tokens, offsets, loss_mask):
+            if a is not None:
+                a.setflags(write=False)
+        self._tokens = tokens
+        self._offsets = offsets
+        self._loss_mask = loss_mask
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """All rows' tokens back to back (``uint32``, read-only)."""
+        return self._tokens
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Row boundaries (``int64``, ``len(self) + 1`` values, read-only)."""
+        return self._offsets
+
+    @property
+    def loss_mask(self) -> Optional[np.ndarray]:
+        """``uint8`` per token (read-only), or None when no mask was requested."""
+        return self._loss_mask
+
+    def __reduce__(self):
+        # a pickled copy is checked again on load, and owns read-only arrays like this one
+        return (RaggedTokens, (self._tokens, self._offsets, self._loss_mask))
+
+    def __len__(self) -> int:
+        return self._offsets.shape[0] - 1
+
+    def _row(self, i: Any) -> int:
+        n = len(self)
+        i = operator.index(i)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        return i % n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = self._row(i)
+        return self._tokens[self._offsets[i] : self._offsets[i + 1]]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"RaggedTokens({len(self)} rows, {self._tokens.shape[0]} tokens{', loss_mask' if self._loss_mask is not None else ''})"
+
+    def lengths(self) -> np.ndarray:
+        """Tokens per row."""
+        return np.diff(self._offsets)
+
+    def row_mask(self, i: int) -> np.ndarray:
+        """The loss mask of row ``i`` (indexed as rows are: negative counts from the end)."""
+        if self._loss_mask is None:
+            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
+        i = self._row(i)
+        return self._loss_mask[self._offsets[i] : self._offsets[i + 1]]
+
+    def to_list(self) -> List[List[int]]:
+        """Rows as lists of ints (as the single-call renders return them)."""
+        flat = self._tokens.tolist()
+        off = self._offsets.tolist()
+        return [flat[off[i] : off[i + 1]] for i in range(len(self))]
+
+    def to_padded(self, pad_id: int, *, max_len: Optional[int] = None, side: str = "right", with_loss_mask: bool = False):
+        """Rows in a 2-D array padded with ``pad_id``, and the attention mask (1 on real tokens).
+
+        ``side="right"`` pads after the tokens, ``"left"`` before (as for generation). A row
+        longer than ``max_len`` is cut: its first ``max_len`` tokens are kept on the right side,
+        its last on the left side. With ``with_loss_mask`` a third array, the padded loss mask,
+        is returned.
+        """
+        if side not in ("right", "left"):
+            raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+        if with_loss_mask and self._loss_mask is None:
+            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
+        lengths = self.lengths()
+        width = int(lengths.max()) if lengths.size else 0
+        if max_len is not None:
+            if max_len < 0:
+                raise ValueError(f"max_len must be >= 0, got {max_len}")
+            width = int(max_len)
+        if not 0 <= int(pad_id) < 2**32:
+            raise ValueError(f"pad_id must fit in uint32, got {pad_id}")
+        n = len(self)
+        ids = np.full((n, width), pad_id, dtype=np.uint32)
+        attn = np.zeros((n, width), dtype=np.uint8)
+        pad_rows = kernels().pad_rows
+
+        # safe unchecked: the constructor proved 0 <= offsets[0] <= ... <= offsets[-1] <= len(tokens)
+        # == len(loss_mask), and the arrays are read-only copies
+        pad_rows(self._tokens, self._offsets, ids, attn, side == "left")
+        if with_loss_mask:
+            lm = np.zeros((n, width), dtype=np.uint8)
+            pad_rows(self._loss_mask, self._offsets, lm, np.zeros_like(attn), side == "left")
+            return ids, attn, lm
+        return ids, attn

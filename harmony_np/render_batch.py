@@ -1,0 +1,340 @@
+"""Batch rendering: many conversations to one ragged token array, with loss masks.
+
+Every conversation is planned in Python as a sequence of *pieces* (a header part, a content text,
+a terminator). Pieces are deduplicated across the batch by value, so a system prompt, developer
+instructions or tool schemas shared by all conversations (the same objects, or equal copies read
+from JSON) are encoded once; fresh texts are encoded on a thread pool (tiktoken releases the GIL)
+straight into NumPy buffers. A Numba kernel then copies pieces into the flat output, rows in
+parallel. No Python object per token.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import json
+from sys import getsizeof
+from typing import Any, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import HarmonyError, with_index
+from .gate import next_role_arg
+from .lazy import kernels
+from .model import DeveloperContent, Message, RenderConversationConfig, Role, SystemContent, TextContent
+from .ragged import RaggedTokens
+from .render import LIST_TOKEN_BYTES, START_LIST, ends_in_final, raise_json_input_error
+from .rust_text import surrogate_error
+from .threads import gc_paused
+from .vocab import RETURN
+
+__all__ = ["render_batch", "BATCH_POOL_MAX_BYTES"]
+
+_ASSISTANT = Role.ASSISTANT
+_MODES = ("completion", "conversation", "training")
+
+
+# The batch's distinct pieces and memos are bounded in (approximate) bytes: past this the pending
+# texts are encoded and the dedup index and memos start over, so a batch streamed from a
+# generator keeps its tokens, not every text it has seen.
+BATCH_POOL_MAX_BYTES = 64 << 20
+_POOL_ENTRY_BYTES = 160  # a dict slot, a pending tuple, a blob's header
+_MEMO_ENTRY_BYTES = 400  # a memo's key and entry tuples and piece lists
+
+
+class _PiecePool:
+    """The distinct pieces of a batch (header parts, terminators, texts) by value, each with a
+    piece id: ``blobs[pid]`` is its ``uint32`` buffer, once encoded. New texts wait in
+    ``pending`` until :meth:`flush` encodes them. ``bytes`` approximates what the dedup index,
+    the pending texts and the batch's memos hold."""
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+        self.ids: dict = {}  # text, or tuple of token ids -> piece id
+        self.blobs: List[Any] = []
+        self.pending: List[Tuple[int, str]] = []
+        self.bytes = 0
+
+    def of_list(self, toks: list) -> int:
+        key = tuple(toks)  # by value: a freed list's id() would be another list's
+        pid = self.ids.get(key)
+        if pid is None:
+            pid = self.ids[key] = len(self.blobs)
+            self.blobs.append(array.array("I", toks))
+            self.bytes += _POOL_ENTRY_BYTES + LIST_TOKEN_BYTES * len(toks)
+        return pid
+
+    def of_text(self, text: str) -> int:
+        pid = self.ids.get(text)
+        if pid is None:
+            pid = self.ids[text] = len(self.blobs)
+            self.blobs.append(None)
+            self.pending.append((pid, text))
+            self.bytes += _POOL_ENTRY_BYTES + getsizeof(text)
+        return pid
+
+    def flush(self) -> None:
+        """Encode the pending texts into their blobs and forget the dedup index (piece ids stay
+        valid). Raises UnicodeEncodeError for a text with a lone surrogate."""
+        if self.pending:
+            texts = [t for _, t in self.pending]
+            for (pid, _), blob in zip(self.pending, self.renderer.encode_texts(texts)):
+                self.blobs[pid] = blob
+            self.pending = []
+        self.ids.clear()
+        self.bytes = 0
+
+    def surrogate_error(self, occ_piece: List[int], row_occ: List[int]) -> Optional[ValueError]:
+        """The error of the first complete row whose pending texts hold a lone surrogate: the
+        single call's text (which fails at that row's first such text, all its headers being
+        encoded already), naming the conversation; None if no pending text has one."""
+        bad = {}
+        for pid, text in self.pending:
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    bad[pid] = exc
+        if not bad:
+            return None
+        occ = np.asarray(occ_piece[: row_occ[-1]], dtype=np.int64)
+        hits = np.flatnonzero(np.isin(occ, np.fromiter(bad, dtype=np.int64, count=len(bad))))
+        if not hits.size:
+            return None  # only the unfinished row has one: its own error path reports it
+        pos = int(hits[0])
+        row = bisect.bisect_right(row_occ, pos) - 1
+        return with_index(surrogate_error(bad[int(occ[pos])]), f"conversation {row}")
+
+
+def render_batch(
+    encoding,
+    conversations: Iterable[Any],
+    *,
+    mode: str = "completion",
+    next_role: Any = Role.ASSISTANT,
+    config: Optional[RenderConversationConfig] = None,
+    loss_mask: Optional[bool] = None,
+    mask_last_assistant_only: bool = False,
+) -> RaggedTokens:
+    """Render many conversations; row ``i`` equals the single render of conversation ``i``.
+
+    ``mode`` is ``"completion"`` (ends with ``<|start|>`` and ``next_role``), ``"conversation"``
+    or ``"training"``. The loss mask (on by default in training mode) is 1 on each assistant
+    message from after its role (and name) through its terminator; with
+    ``mask_last_assistant_only`` only the last assistant message of each row counts.
+    ``conversations`` may be any iterable (a generator is read once, in order); an error names
+    the first conversation that fails, by its index.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    with gc_paused():
+        return _render_batch(encoding, conversations, mode, next_role, config, loss_mask, mask_last_assistant_only)
+
+
+def _single_error(renderer, conv, config, mode: str, role) -> Optional[Exception]:
+    """The error the single call of ``conv`` raises (None if it renders): a failed row is
+    reported as its single call reports it, whatever the batch met first in it."""
+    try:
+        renderer.render_conversation(conv, config, mode, role)
+    except Exception as exc:
+        try:  # the JSON hand-over's error comes first, as in the facade's single call
+            raise_json_input_error(conv, "conversation", Role.ASSISTANT if role is None else role)
+        except Exception as err:
+            return err
+        return exc
+    return None
+
+
+def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, mask_last_assistant_only) -> RaggedTokens:
+    want_mask = (mode == "training") if loss_mask is None else bool(loss_mask)
+    role = next_role_arg(next_role) if mode == "completion" else None
+    renderer = encoding.renderer
+    pool = _PiecePool(renderer)
+    occ_piece: List[int] = []
+    occ_flag: List[int] = []
+    row_occ: List[int] = [0]
+    return_rows: List[int] = []
+    of_list, of_text = pool.of_list, pool.of_text
+    header_entry, content_texts, terminator = renderer.header_entry, renderer.content_texts, renderer.terminator
+    start_pid = of_list(START_LIST)
+    role_pid = of_text(role.value) if role is not None else -1
+    # Memos of the pieces of messages seen before, all by value: a message equal to an earlier
+    # one (a shared system prompt, or its copy read from JSON) is planned once.
+    head_memo: dict = {}  # plain text messages: (header key, flag) -> (author, rest, terminator)
+    memo: dict = {}  # other messages: _value_key -> (pieces, flags, bytes of their texts)
+    # Objects of a list or tuple all exist (so their id() is theirs) and stay unchanged while it
+    # is rendered: no user code runs between rows. A generator may change or free a message
+    # between rows, so its messages go by value only.
+    ident: Optional[dict] = {} if isinstance(conversations, (list, tuple)) else None
+    bound = BATCH_POOL_MAX_BYTES
+
+    for index, conv in enumerate(conversations):
+        try:
+            msgs, kept, has_fn = renderer.select(conv, config)
+            last_assistant = -1
+            if want_mask and mask_last_assistant_only:
+                for k in range(len(kept) - 1, -1, -1):
+                    if kept[k].author.role is _ASSISTANT:
+                        last_assistant = k
+                        break
+            for k, m in enumerate(kept):
+                r = m.author.role
+                flag = 1 if (want_mask and r is _ASSISTANT and (not mask_last_assistant_only or k == last_assistant)) else 0
+                content = m.content
+                if len(content) == 1 and content[0].__class__ is TextContent:
+                    # the common message: a header seen before and one text
+                    hkey = (r, m.author.name, m.recipient, m.channel, m.content_type, flag)
+                    head = head_memo.get(hkey)
+                    if head is None:
+                        parts = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
+                        head = head_memo[hkey] = (of_list(parts[1]), of_list(parts[2]), of_list(terminator(r, m.recipient)))
+                        pool.bytes += _MEMO_ENTRY_BYTES + getsizeof(m.author.name) + getsizeof(m.recipient) + getsizeof(m.channel) + getsizeof(m.content_type)
+                    occ_piece += (head[0], head[1], of_text(content[0].text), head[2])
+                    occ_flag += (0, flag, flag, flag)
+                    continue
+                if ident is not None:
+                    ikey = (id(m), flag, has_fn)
+                    entry = ident.get(ikey)
+                    if entry is not None:
+                        occ_piece += entry[1]
+                        occ_flag += entry[2]
+                        continue
+                vkey = _value_key(m, r, flag, has_fn)
+                entry = memo.get(vkey) if vkey is not None else None
+                if entry is None:
+                    entry = _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text)
+                    if vkey is not None:
+                        memo[vkey] = entry
+                        pool.bytes += _MEMO_ENTRY_BYTES + entry[2]
+                if ident is not None:
+                    ident[ikey] = (m, entry[0], entry[1])  # holds m: its id() stays its own
+                    pool.bytes += _MEMO_ENTRY_BYTES
+                occ_piece += entry[0]
+                occ_flag += entry[1]
+            if role is not None:
+                occ_piece.append(start_pid)
+                occ_piece.append(role_pid)
+                occ_flag.append(0)
+                occ_flag.append(0)
+            elif mode == "training" and ends_in_final(msgs):
+                return_rows.append(index)
+        except (HarmonyError, ValueError, TypeError, AttributeError):
+            # an earlier conversation whose texts are not encoded yet may fail first
+            earlier = pool.surrogate_error(occ_piece, row_occ)
+            if earlier is not None:
+                raise earlier from None
+            single = _single_error(renderer, conv, config, mode, role)
+            if single is None:
+                raise
+            raise with_index(single, f"conversation {index}") from None
+        row_occ.append(len(occ_piece))
+        if pool.bytes > bound:
+            _flush(pool, occ_piece, row_occ)
+            head_memo.clear()
+            memo.clear()
+            if ident is not None:
+                ident.clear()
+
+    # piece table: every distinct piece's tokens back to back, joined as bytes (no Python int
+    # per token: fresh texts come from tiktoken as uint32 buffers)
+    _flush(pool, occ_piece, row_occ)
+    blobs = pool.blobs
+    count = len(blobs)
+    piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=count)
+    piece_off = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(piece_len, out=piece_off[1:])
+    piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32)
+    pool.blobs = []  # the joined copy is all that is needed now
+    del blobs
+
+    occ = np.asarray(occ_piece, dtype=np.int64)
+    flags = np.asarray(occ_flag, dtype=np.uint8)
+    row_occ_off = np.asarray(row_occ, dtype=np.int64)
+    occ_cum = np.zeros(occ.shape[0] + 1, dtype=np.int64)
+    np.cumsum(piece_len[occ], out=occ_cum[1:])
+    offsets = occ_cum[row_occ_off]
+
+    assemble_rows = kernels().assemble_rows
+
+    tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
+    mask = np.zeros(tokens.shape[0], dtype=np.uint8) if want_mask else np.zeros(0, dtype=np.uint8)
+    assemble_rows(piece_pool, piece_off, occ, flags, row_occ_off, offsets, tokens, mask, want_mask)
+    if return_rows:
+        rows = np.asarray(return_rows, dtype=np.int64)
+        ends = offsets[rows + 1]
+        nonempty = ends > offsets[rows]
+        tokens[ends[nonempty] - 1] = RETURN
+    return RaggedTokens.adopt(tokens, offsets, mask if want_mask else None)
+
+
+def _flush(pool: _PiecePool, occ_piece: List[int], row_occ: List[int]) -> None:
+    """:meth:`_PiecePool.flush`, a lone surrogate reported for its conversation, in the words of
+    that conversation's single call (quoting its own text only)."""
+    try:
+        pool.flush()
+    except UnicodeEncodeError as exc:
+        err = pool.surrogate_error(occ_piece, row_occ)
+        if err is None:  # pragma: no cover - every failing text is pending; quote none of them
+            err = ValueError(f"invalid conversation JSON: text contains a lone surrogate {exc.object[exc.start:exc.end]!r}")
+        raise err from None
+
+
+def _tools_key(tools: Any) -> Optional[tuple]:
+    """What the "# Tools" section of ``tools`` depends on (the tools' parameters as the JSON
+    text it is rendered from), or None when it renders nothing."""
+    if not tools:
+        return None
+    return tuple(
+        (key, ns.name, ns.description,
+         tuple((t.name, t.description, None if t.parameters is None else json.dumps(t.parameters)) for t in ns.tools))
+        for key, ns in tools.items()
+    )
+
+
+def _value_key(m: Message, r: Role, flag: int, has_fn: bool) -> Optional[tuple]:
+    """A hashable value that determines a message's pieces: its header fields, mask flag and
+    every input its contents' texts are rendered from; None when there is none cheaply (a
+    content class of the caller's own, or fields the render itself would refuse)."""
+    author = m.author
+    parts: list = [r, author.name, m.recipient, m.channel, m.content_type, flag, has_fn]
+    try:
+        for c in m.content:
+            cls = c.__class__
+            if cls is TextContent:
+                parts.append(c.text)
+            elif cls is SystemContent:
+                cc = c.channel_config
+                parts.append((
+                    cls, c.model_identity, c.reasoning_effort, c.conversation_start_date, c.knowledge_cutoff,
+                    None if cc is None else (tuple(cc.valid_channels), bool(cc.channel_required)),
+                    _tools_key(c.tools),
+                ))
+            elif cls is DeveloperContent:
+                parts.append((cls, c.instructions, _tools_key(c.tools)))
+            else:
+                return None
+    except Exception:
+        return None  # what the key cannot read, the render itself reports
+    key = tuple(parts)
+    try:
+        hash(key)  # fields set by hand to unhashable values
+    except TypeError:
+        return None
+    return key
+
+
+def _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text) -> tuple:
+    """``(piece ids, mask flags, bytes of its texts)`` of one message: author part, rest of
+    header, texts, terminator."""
+    parts = header_entry(r, m.author.name, m.recipient, m.channel, m.content_type)
+    pieces = [of_list(parts[1]), of_list(parts[2])]
+    flags = [0, flag]
+    size = 0
+    for text in content_texts(m, r, has_fn):
+        pieces.append(of_text(text))
+        flags.append(flag)
+        size += getsizeof(text)
+    pieces.append(of_list(terminator(r, m.recipient)))
+    flags.append(flag)
+    return pieces, flags, size
+

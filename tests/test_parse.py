@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from naive import naive_scan
+
 START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN = 200006, 200005, 200008, 200007, 200002, 200012, 200003
 N_VOCAB = 201_089
 
@@ -502,41 +504,7 @@ def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):
     check_same(oenc, enc, oracle, hnp, toks[:cut] + [END] + toks[cut:], "assistant", False)
 
 
-# -- the scanner kernel against a naive reference ---------------------------------------------------
-
-
-def naive_scan(tokens, role_given, strict):
-    """Token by token, as the oracle's state machine walks: records and the first structural error."""
-    recs = []
-    state = "header" if role_given else "expect"
-    first = role_given
-    hs = he = cs = 0
-    flags = 0
-    for i, t in enumerate(tokens):
-        if state == "expect":
-            if t != START:
-                return recs, 1, i
-            state, hs, flags = "header", i + 1, 0
-        elif state == "header":
-            if t == MESSAGE:
-                he, cs, state, first = i, i + 1, "content", False
-            elif not strict and t in (END, CALL, RETURN):
-                if first and i > hs:
-                    recs.append((1, hs, i, 0, 0, flags, t))
-                first, state = False, "expect"
-            elif t >= N_VOCAB:
-                flags |= 1
-        else:
-            if t in (END, CALL, RETURN):
-                recs.append((0, hs, he, cs, i, flags, t))
-                state = "expect"
-            elif t >= N_VOCAB:
-                flags |= 2
-    if state == "header":
-        return recs, 2, len(tokens)
-    if state == "content":
-        recs.append((0, hs, he, cs, len(tokens), flags, -1))
-    return recs, 0, 0
+# -- the scanner kernel against the naive reference of tests/naive.py ---------------------------------
 
 
 _scan_tokens = st.lists(

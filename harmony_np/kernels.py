@@ -15,7 +15,26 @@ import numba
 import numpy as np
 from numba.core import config as _numba_config
 
-from .vocab import writable_cache_folder
+from .records import (
+    FLAG_CONTENT_UNKNOWN,
+    FLAG_HEADER_UNKNOWN,
+    NO_STOP,
+    REC_CE,
+    REC_CS,
+    REC_FLAGS,
+    REC_HE,
+    REC_HEADER_ONLY,
+    REC_HS,
+    REC_KIND,
+    REC_MESSAGE,
+    REC_STOP,
+    REC_WIDTH,
+    ST_EOS_HEADER,
+    ST_OK,
+    ST_UNEXPECTED,
+)
+from .tuning import KERNEL_SPLIT_MIN
+from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START, writable_cache_folder
 
 
 def _prepare_first_calls() -> None:
@@ -101,26 +120,13 @@ def gather_bytes(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray) -> n
 
 # -- completion scanning ----------------------------------------------------------------------
 
-# Formatting token ids of the gpt-oss vocabulary (see harmony_np.vocab).
-_START = 200006
-_MESSAGE = 200008
-_END = 200007
-_RETURN = 200002
-_CALL = 200012
-_N_ORDINARY = 199_998
-_N_VOCAB = 201_089
-
-# Record layout of scan_completion: kind, header start, header end, content start, content end,
-# flags, terminator. Kinds: 0 message (content end == n when the input ends in it), 1 header cut
-# short by a stop token (not strict, first header, role given). Flags: 1 unknown id in the
-# header, 2 unknown id in the content. Terminator: the stop token that ended the record (<|end|>,
-# <|call|>, <|return|>), -1 at the end of input. A message's <|start|> (if any) is at hs - 1.
-# Status: 0 ok, 1 unexpected token at pos (wanted <|start|>), 2 input ends in a header.
+# The formatting token ids are harmony_np.vocab's and the record layout harmony_np.records' (Numba
+# reads module globals as compile-time constants). A message's <|start|> (if any) is at hs - 1.
 
 
 @njit(cache=True, nogil=True)
 def _is_stop(t):
-    return t == _END or t == _CALL or t == _RETURN
+    return t == END or t == CALL or t == RETURN
 
 
 @njit(cache=True, nogil=True)
@@ -134,9 +140,9 @@ def _scan_completion(tokens, role_given, strict, recs):
     while True:
         if expect:
             if i == n:
-                return m, 0, 0
-            if tokens[i] != _START:
-                return m, 1, i
+                return m, ST_OK, 0
+            if tokens[i] != START:
+                return m, ST_UNEXPECTED, i
             i += 1
         hs = i
         flags = 0
@@ -144,25 +150,25 @@ def _scan_completion(tokens, role_given, strict, recs):
         tok = 0
         while j < n:
             tok = tokens[j]
-            if tok == _MESSAGE:
+            if tok == MESSAGE:
                 break
             if (not strict) and _is_stop(tok):
                 break
-            if tok >= _N_VOCAB:
-                flags = 1
+            if tok >= N_VOCAB:
+                flags = FLAG_HEADER_UNKNOWN
             j += 1
         if j == n:
-            return m, 2, n
+            return m, ST_EOS_HEADER, n
         he = j
-        if tok != _MESSAGE:
+        if tok != MESSAGE:
             if first and he > hs:
-                recs[m, 0] = 1
-                recs[m, 1] = hs
-                recs[m, 2] = he
-                recs[m, 3] = 0
-                recs[m, 4] = 0
-                recs[m, 5] = flags
-                recs[m, 6] = tok
+                recs[m, REC_KIND] = REC_HEADER_ONLY
+                recs[m, REC_HS] = hs
+                recs[m, REC_HE] = he
+                recs[m, REC_CS] = 0
+                recs[m, REC_CE] = 0
+                recs[m, REC_FLAGS] = flags
+                recs[m, REC_STOP] = tok
                 m += 1
             first = False
             i = he + 1
@@ -173,22 +179,22 @@ def _scan_completion(tokens, role_given, strict, recs):
         j = cs
         while j < n:
             tok = tokens[j]
-            if tok >= _N_ORDINARY:  # one comparison for the ordinary tokens of a content
+            if tok >= N_ORDINARY:  # one comparison for the ordinary tokens of a content
                 if _is_stop(tok):
                     break
-                if tok >= _N_VOCAB:
-                    flags |= 2
+                if tok >= N_VOCAB:
+                    flags |= FLAG_CONTENT_UNKNOWN
             j += 1
-        recs[m, 0] = 0
-        recs[m, 1] = hs
-        recs[m, 2] = he
-        recs[m, 3] = cs
-        recs[m, 4] = j
-        recs[m, 5] = flags
-        recs[m, 6] = tok if j < n else -1
+        recs[m, REC_KIND] = REC_MESSAGE
+        recs[m, REC_HS] = hs
+        recs[m, REC_HE] = he
+        recs[m, REC_CS] = cs
+        recs[m, REC_CE] = j
+        recs[m, REC_FLAGS] = flags
+        recs[m, REC_STOP] = tok if j < n else NO_STOP
         m += 1
         if j == n:
-            return m, 0, 0
+            return m, ST_OK, 0
         i = j + 1
         expect = True
 
@@ -201,7 +207,7 @@ def scan_completion(tokens: np.ndarray, role_given: bool, strict: bool):
     so unknown ids are safe here (they are flagged, never looked up).
     """
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
-    recs = np.empty((arr.shape[0] // 2 + 1, 7), dtype=np.int64)  # uninitialised: cheap at any size
+    recs = np.empty((arr.shape[0] // 2 + 1, REC_WIDTH), dtype=np.int64)  # uninitialised: cheap at any size
     m, status, pos = _scan_completion(arr, bool(role_given), bool(strict), recs)
     return [tuple(r) for r in recs[:m].tolist()], int(status), int(pos)
 
@@ -213,8 +219,8 @@ def _scan_gather(tokens, role_given, strict, recs, flat, offsets, out, byte_off)
     b = np.uint64(0)
     for k in range(m):
         byte_off[k] = b
-        if recs[k, 0] == 0 and (recs[k, 5] & 2) == 0:
-            b = _copy_tokens(tokens, recs[k, 3], recs[k, 4], flat, offsets, out, b)
+        if recs[k, REC_KIND] == REC_MESSAGE and (recs[k, REC_FLAGS] & FLAG_CONTENT_UNKNOWN) == 0:
+            b = _copy_tokens(tokens, recs[k, REC_CS], recs[k, REC_CE], flat, offsets, out, b)
     byte_off[m] = b
     return m, status, pos
 
@@ -232,7 +238,7 @@ def scan_gather(tokens: np.ndarray, role_given: bool, strict: bool, flat: np.nda
     """
     arr = tokens if tokens.dtype == np.uint32 and tokens.flags.c_contiguous else np.ascontiguousarray(tokens, dtype=np.uint32)
     n = arr.shape[0]
-    recs = np.empty((n // 2 + 1, 7), dtype=np.int64)
+    recs = np.empty((n // 2 + 1, REC_WIDTH), dtype=np.int64)
     # uninitialised room for the worst case: never touched beyond what is written
     out = np.empty(n * _MAX_TOKEN_BYTES, dtype=np.uint8)
     byte_off = np.empty(n // 2 + 2, dtype=np.int64)
@@ -257,7 +263,7 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
     """:func:`scan_completion` over many completions packed back to back.
 
     ``starts`` (int64, len B + 1) delimits completion b as ``tokens[starts[b]:starts[b + 1]]``.
-    Returns ``(records (R, 7) int64 with positions relative to each completion, rec_starts (B + 1),
+    Returns ``(records (R, REC_WIDTH) int64 with positions relative to each completion, rec_starts (B + 1),
     status (B), pos (B))``: completion b owns ``records[rec_starts[b]:rec_starts[b + 1]]``.
     """
     arr = np.ascontiguousarray(tokens, dtype=np.uint32)
@@ -265,8 +271,8 @@ def scan_batch(tokens: np.ndarray, starts: np.ndarray, role_given: bool, strict:
     nb = st.shape[0] - 1
     # every record holds a special token (its <|message|>, or the stop token that cut a header
     # short), so their count bounds the records; far tighter than k // 2 per completion
-    cap = int(np.count_nonzero(arr >= _N_ORDINARY)) + 1
-    recs = np.empty((cap, 7), dtype=np.int64)
+    cap = int(np.count_nonzero(arr >= N_ORDINARY)) + 1
+    recs = np.empty((cap, REC_WIDTH), dtype=np.int64)
     rec_starts = np.zeros(nb + 1, dtype=np.int64)
     status = np.zeros(nb, dtype=np.int64)
     pos = np.zeros(nb, dtype=np.int64)
@@ -296,8 +302,6 @@ def _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens,
                 j += one
 
 
-# below this many tokens (or bytes), one thread does the copy: a hand-off costs more
-_SPLIT_MIN = 1 << 18
 
 
 def assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask: bool) -> None:
@@ -309,7 +313,7 @@ def assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, 
     """
     from .threads import run_parallel, split_by_weight, thread_count
 
-    ranges = split_by_weight(out_off, thread_count(), _SPLIT_MIN)
+    ranges = split_by_weight(out_off, thread_count(), KERNEL_SPLIT_MIN)
     run_parallel(
         [
             lambda lo=lo, hi=hi: _assemble_rows(pool, pool_off, occ, flags, row_occ_off, out_off, out_tokens, out_mask, with_mask, lo, hi)
@@ -346,7 +350,7 @@ def _stream_positions(tokens, plain, odd, special):
     limit = plain.shape[0] - 1
     for i in range(tokens.shape[0]):
         t = tokens[i]
-        if t >= 199_998:
+        if t >= N_ORDINARY:
             special[n_special] = i
             n_special += 1
             odd[n_odd] = i
@@ -425,10 +429,10 @@ def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span
     sizes = byte_off[1:]
     span_tokens = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(span_stop - span_start, out=span_tokens[1:])
-    ranges = split_by_weight(span_tokens, threads, _SPLIT_MIN // 8)
+    ranges = split_by_weight(span_tokens, threads, KERNEL_SPLIT_MIN // 8)
     run_parallel([lambda lo=lo, hi=hi: _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi) for lo, hi in ranges])
     np.cumsum(byte_off, out=byte_off)
     data = np.empty(int(byte_off[-1]), dtype=np.uint8)
-    ranges = split_by_weight(byte_off, threads, _SPLIT_MIN)
+    ranges = split_by_weight(byte_off, threads, KERNEL_SPLIT_MIN)
     run_parallel([lambda lo=lo, hi=hi: _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, data, lo, hi) for lo, hi in ranges])
     return data, byte_off

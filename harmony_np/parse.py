@@ -29,6 +29,8 @@ from .rust_text import decode_error, rust_debug_str
 from .lazy import kernels
 from .gate import ROLE_BY_VALUE, parse_arguments
 from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
+from .records import FLAG_CONTENT_UNKNOWN, FLAG_HEADER_UNKNOWN, NO_STOP, REC_HEADER_ONLY, REC_MESSAGE, ST_EOS_HEADER, ST_OK, ST_UNEXPECTED  # noqa: F401
+from .tuning import GATHER_MIN, HEADER_CACHE_BYTES, HEADER_KEY_MAX, RECOVER_CACHE_BYTES, REENCODED_CACHE_BYTES, SCAN_GATHER_MAX, SCAN_KERNEL_MIN  # noqa: F401
 
 __all__ = ["parse_completion", "parse_header_string", "rust_debug_str"]
 
@@ -41,22 +43,6 @@ ERR_NO_CHANNEL = "channel marker present but no channel value found in header"
 ERR_NO_ROLE = "message header did not contain a role"
 ERR_DECODE_HEADER = "could not decode header"
 
-# Above this many tokens the Numba scanner finds the formatting tokens (measured crossover).
-SCAN_KERNEL_MIN = 160
-# Up to this many tokens, scan and content gather are one kernel call (its scratch buffer is
-# 128 bytes a token, uninitialised); longer completions gather per message.
-SCAN_GATHER_MAX = 1 << 16
-# Content spans at least this long are gathered from the byte table by a kernel, not tiktoken.
-GATHER_MIN = 224
-
-# Every cache of parsed results is bounded by its approximate size in bytes (harmony_np.caches):
-# one malformed header (a completion that forgot <|message|>) can weigh as much as thousands of
-# real ones.
-HEADER_CACHE_BYTES = 8 << 20  # Tables.headers: strict headers (parse, parse_batch, streaming)
-RECOVER_CACHE_BYTES = 8 << 20  # Tables.recover_headers: recovery's header readings
-REENCODED_CACHE_BYTES = 4 << 20  # Tables.reencoded: a token's encode_ordinary (state_data)
-# A header of more token bytes (256 ids) is junk that will not recur: it is never cached.
-HEADER_KEY_MAX = 1024
 def unexpected_token_error(token: int) -> HarmonyError:
     return HarmonyError(f"Unexpected token {token} while expecting start token {START}")
 
@@ -323,20 +309,11 @@ def gather_span_bytes(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
 
 # -- scanning -------------------------------------------------------------------------------
 
-# record kinds
-# (kind, hs, he, cs, ce, flags, terminator); terminator: the stop token, or -1 at end of input
-REC_MESSAGE = 0  # (0, hs, he, cs, ce, ...): header hs:he, content cs:ce (ce == n at EOS)
-REC_HEADER_ONLY = 1  # (1, hs, he, 0, 0, ...): not strict, a stop token in the first header (role given)
-FLAG_HEADER_UNKNOWN = 1
-FLAG_CONTENT_UNKNOWN = 2
-# scan status
-ST_OK = 0
-ST_UNEXPECTED = 1  # unexpected token at position pos while expecting <|start|>
-ST_EOS_HEADER = 2  # end of input inside a header
+# records: harmony_np.records' layout (kind, hs, he, cs, ce, flags, terminator)
 
 
 def scan_py(buf, specials: list, role_given: bool, strict: bool):
-    """Message boundaries from the positions of the ids >= 199998 (special or unknown).
+    """Message boundaries from the positions of the ids >= N_ORDINARY (special or unknown).
 
     Returns ``(records, status, pos)``; mirrors :func:`harmony_np.kernels.scan_completion`.
     """
@@ -394,7 +371,7 @@ def scan_py(buf, specials: list, role_given: bool, strict: bool):
                 flags |= FLAG_CONTENT_UNKNOWN
             k += 1
         else:
-            recs.append((REC_MESSAGE, hs, he, cs, n, flags, -1))
+            recs.append((REC_MESSAGE, hs, he, cs, n, flags, NO_STOP))
             return recs, ST_OK, 0
         recs.append((REC_MESSAGE, hs, he, cs, p, flags, tok))
         k += 1

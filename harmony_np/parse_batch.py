@@ -18,7 +18,8 @@ from .errors import HarmonyError, with_index
 from .gate import completion_buffers, role_arg, strict_flag
 from .lazy import kernels
 from .model import Author, Message, Role, TextContent
-from .parse import FLAG_CONTENT_UNKNOWN, REC_HEADER_ONLY, decode_utf8, parse_completion, parse_header_string, stream_text, tables
+from .parse import decode_utf8, parse_completion, parse_header_string, stream_text, tables
+from .records import FLAG_CONTENT_UNKNOWN, NO_STOP, REC_CE, REC_CS, REC_FLAGS, REC_HE, REC_HEADER_ONLY, REC_HS, REC_KIND, REC_STOP, ST_OK
 from .recover import recover_completion
 from .threads import gc_paused
 
@@ -165,12 +166,12 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     n_rec = recs.shape[0]
     comp = np.repeat(np.arange(n_comp, dtype=np.int64), np.diff(rec_starts))
     base = starts[:-1][comp]
-    kind = recs[:, 0]
-    hs = recs[:, 1] + base
-    he = recs[:, 2] + base
-    cs = recs[:, 3] + base
-    ce = recs[:, 4] + base
-    first = recs[:, 1] == 0  # only a role-given first header starts at 0
+    kind = recs[:, REC_KIND]
+    hs = recs[:, REC_HS] + base
+    he = recs[:, REC_HE] + base
+    cs = recs[:, REC_CS] + base
+    ce = recs[:, REC_CE] + base
+    first = recs[:, REC_HS] == 0  # only a role-given first header starts at 0
 
     t = tables(encoding)
     strings: List[str] = []
@@ -228,7 +229,7 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
 
     # completions whose single call raises: a failed header, a structural error, bad input
     bad = np.zeros(n_comp, dtype=bool)
-    bad[status != 0] = True
+    bad[status != ST_OK] = True
     if n_rec:
         bad[comp[g_error[group] & (kind != REC_HEADER_ONLY)]] = True
     for i in bad_input:
@@ -307,13 +308,13 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     kept_index = np.flatnonzero(keep)
     table._overrides = {int(np.searchsorted(kept_index, k)): v for k, v in overrides.items() if keep[k]}
     if n_rec:
-        for i in np.flatnonzero(recs[:, 5][keep] & FLAG_CONTENT_UNKNOWN).tolist():
+        for i in np.flatnonzero(recs[:, REC_FLAGS][keep] & FLAG_CONTENT_UNKNOWN).tolist():
             table._overrides.setdefault(i, None)
     # whole-message spans: from <|start|> (or 0 for a role-given first message) through the
     # terminator (or to the end of the completion)
     ends = starts[1:][comp] if n_rec else np.zeros(0, np.int64)
-    table.span_start = np.where(recs[:, 1] == 0, base, hs - 1)[keep] if n_rec else np.zeros(0, np.int64)
-    table.span_stop = np.where(recs[:, 6] >= 0, ce + 1, ends)[keep] if n_rec else np.zeros(0, np.int64)
+    table.span_start = np.where(recs[:, REC_HS] == 0, base, hs - 1)[keep] if n_rec else np.zeros(0, np.int64)
+    table.span_stop = np.where(recs[:, REC_STOP] != NO_STOP, ce + 1, ends)[keep] if n_rec else np.zeros(0, np.int64)
     table.strings = strings
     table.errors = error_text
     table.error_types = error_type

@@ -68,6 +68,7 @@ from .parse import (
     unexpected_token_error,
 )
 from .caches import approx_size
+from .records import NO_STOP, REC_CE, REC_HE, REC_HS  # also the closer of a region that the end of the stream cuts
 from .gate import ROLE_BY_VALUE, bad_id_error, check_ids, role_arg, vocab_ids
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 
@@ -94,7 +95,6 @@ KINDS = {
 
 _WS_SET = frozenset(WHITE_SPACE)
 _CLOSERS = frozenset((MESSAGE, START)) | STOP_TOKENS
-NO_STOP = -1  # closer of a region that the end of the stream cuts
 
 _STOP_NAMES = {200007: "<|end|>", 200002: "<|return|>", 200012: "<|call|>"}
 
@@ -538,23 +538,23 @@ def recover_completion(enc, tokens: Any, role: Any = None) -> RecoveryResult:
         except HarmonyError:
             pass
         else:
-            return RecoveryResult(msgs, [(hs - 1 if hs else 0, ce + 1 if term >= 0 else n) for _, hs, _, _, ce, _, term in recs], [], [])
+            return RecoveryResult(msgs, [(hs - 1 if hs else 0, ce + 1 if term != NO_STOP else n) for _, hs, _, _, ce, _, term in recs], [], [])
     # the strict reading up to its first error
     good = 0
     for rec in recs:
-        hs, he = rec[1], rec[2]
+        hs, he = rec[REC_HS], rec[REC_HE]
         try:
             t.header(buf[hs:he].tobytes(), buf[hs:he], r if hs == 0 else None)
         except HarmonyError:
             break
         good += 1
     if good < len(recs):
-        hs = recs[good][1]
+        hs = recs[good][REC_HS]
         b = hs - 1 if hs else 0
     elif status == ST_UNEXPECTED:
         b = pos
     else:  # ST_EOS_HEADER
-        b = (recs[-1][4] + 1) if recs else 0
+        b = (recs[-1][REC_CE] + 1) if recs else 0
     recs = recs[:good]
     msgs = build_messages(t, buf, src, arr, recs, ST_OK, 0, r) if recs else []
     rows = [(hs - 1 if hs else 0, ce + 1) for _, hs, _, _, ce, _, _ in recs]

@@ -40,6 +40,7 @@ from .rust_text import surrogate_error
 from .schema import CONVERSATION_JSON_DEPTH, MESSAGE_JSON_DEPTH, tools_section
 from .threads import run_parallel, thread_count
 from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START, Vocabulary
+from .tuning import BATCH_PARALLEL_MIN_CHARS, HEADER_CACHE_MAX_BYTES, PARALLEL_MIN_CHARS, PARALLEL_ONE_TEXT, TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_CHARS
 
 _ASSISTANT = Role.ASSISTANT
 _TOOL = Role.TOOL
@@ -54,18 +55,13 @@ _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", Re
 # Rust's Debug of the role, as it appears in openai_harmony's error text
 _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
 
-# Every cache is bounded in (approximate) bytes, keys included (harmony_np.caches), whatever the
-# input (long unique names, many distinct texts); an entry over its whole bound is not cached.
-HEADER_CACHE_MAX_BYTES = 32 << 20
-TEXT_CACHE_MAX_BYTES = 64 << 20  # the token-list cache, and apart from it the array cache
-_TEXT_CACHE_MAX_CHARS = 1 << 20  # longer texts are encoded each time, never cached
+# Every cache is bounded in (approximate) bytes, keys included (bounds in harmony_np.tuning);
+# an entry over its whole bound is not cached. What an entry weighs:
 LIST_TOKEN_BYTES = 40  # a token in a list: its slot and its int object (ids above 256)
 _HEADER_ENTRY_BYTES = 640  # key and entry tuples, dict slot, four lists, the array's header
 _HEADER_TOKEN_BYTES = 3 * 8 + 32 + 4  # three lists' slots, the int, the uint32 array's share
 _TEXT_ENTRY_BYTES = 120  # dict slot and list header of a text cache entry
 _ARRAY_ENTRY_BYTES = 200  # dict slot, array header and tiktoken buffer object of an entry
-_PARALLEL_MIN_CHARS = 16_384  # below this, a thread hand-off costs more than it saves
-_PARALLEL_ONE_TEXT = 8_192  # a fresh text this long in a plan: encode the plan's texts in parallel
 
 
 def system_text(sys: SystemContent, has_function_tools: bool, json_depth: int = CONVERSATION_JSON_DEPTH) -> str:
@@ -247,7 +243,7 @@ class Renderer:
         for i in fresh:
             total += len(texts[i])
         workers = self._workers
-        if workers > 1 and total >= 65_536:
+        if workers > 1 and total >= BATCH_PARALLEL_MIN_CHARS:
             # contiguous chunks of similar size, one joined call each, one per thread
             chunks: List[List[int]] = []
             share = total / workers
@@ -270,14 +266,14 @@ class Renderer:
         return out
 
     def _remember(self, text: str, toks: List[int]) -> None:
-        if len(text) > _TEXT_CACHE_MAX_CHARS or text in self._texts:
+        if len(text) > TEXT_CACHE_MAX_CHARS or text in self._texts:
             return
         self._texts.put(text, toks, getsizeof(text) + len(toks) * LIST_TOKEN_BYTES + _TEXT_ENTRY_BYTES)
 
     def _encode_fresh(self, text: str) -> Optional[List[int]]:
         """Tokens of a text missing from the cache, now cached; None if ``text`` is long enough to
         be encoded in parallel with the other texts of its render."""
-        if len(text) >= _PARALLEL_ONE_TEXT and self._workers > 1:
+        if len(text) >= PARALLEL_ONE_TEXT and self._workers > 1:
             return None
         toks = self._encode(text)
         self._remember(text, toks)
@@ -300,7 +296,7 @@ class Renderer:
         total = 0
         for t in todo:
             total += len(t)
-        if self._workers > 1 and len(todo) > 1 and total >= _PARALLEL_MIN_CHARS:
+        if self._workers > 1 and len(todo) > 1 and total >= PARALLEL_MIN_CHARS:
             groups = balanced_groups([len(t) for t in todo], self._workers)
             results = self.run_parallel(lambda core, g: [core.encode_ordinary(todo[k]) for k in g], groups)
             encoded: List[Any] = [None] * len(todo)
@@ -489,7 +485,7 @@ class Renderer:
             if p.__class__ is str:
                 toks = get(p)
                 if toks is None:
-                    if len(p) >= _PARALLEL_ONE_TEXT and self._workers > 1:
+                    if len(p) >= PARALLEL_ONE_TEXT and self._workers > 1:
                         texts = [q for q in plan if q.__class__ is str]
                         return self.to_list(plan, dict(zip(texts, self.encode_many(texts))))
                     toks = self._encode(p)
@@ -550,7 +546,7 @@ class Renderer:
                 arr = np.frombuffer(buf(text, _NO_SPECIAL), dtype=np.uint32)
             else:  # pragma: no cover - tiktoken without the buffer API
                 arr = np.asarray(self._encode(text), dtype=np.uint32)
-            if len(text) <= _TEXT_CACHE_MAX_CHARS:
+            if len(text) <= TEXT_CACHE_MAX_CHARS:
                 arr.setflags(write=False)  # shared by every render of this text
                 self._arrays.put(text, arr, getsizeof(text) + arr.nbytes + _ARRAY_ENTRY_BYTES)
         return arr

@@ -27,6 +27,7 @@ from .render import LIST_TOKEN_BYTES, START_LIST, ends_in_final, raise_json_inpu
 from .rust_text import surrogate_error
 from .threads import gc_paused
 from .vocab import RETURN
+from .tuning import BATCH_POOL_MAX_BYTES
 
 __all__ = ["render_batch", "BATCH_POOL_MAX_BYTES"]
 
@@ -34,10 +35,7 @@ _ASSISTANT = Role.ASSISTANT
 _MODES = ("completion", "conversation", "training")
 
 
-# The batch's distinct pieces and memos are bounded in (approximate) bytes: past this the pending
-# texts are encoded and the dedup index and memos start over, so a batch streamed from a
-# generator keeps its tokens, not every text it has seen.
-BATCH_POOL_MAX_BYTES = 64 << 20
+# What a piece or memo entry weighs, against harmony_np.tuning.BATCH_POOL_MAX_BYTES:
 _POOL_ENTRY_BYTES = 160  # a dict slot, a pending tuple, a blob's header
 _MEMO_ENTRY_BYTES = 400  # a memo's key and entry tuples and piece lists
 

@@ -11,10 +11,10 @@ import unicodedata
 
 from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
+from .tuning import DEBUG_CHAR_CACHE_BYTES
 
 __all__ = ["rust_debug_str", "serde_f64", "format_f64", "out_of_range_error", "utf8_error_text", "decode_error", "surrogate_error"]
 
-DEBUG_CHAR_CACHE_BYTES = 1 << 20  # _debug_char_cache: Rust's escape of a character
 
 U64_MAX = (1 << 64) - 1
 U64_MAX_DIV10, U64_MAX_MOD10 = divmod(U64_MAX, 10)

@@ -43,6 +43,7 @@ from .recover import (
     spans_array,
 )
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START, Vocabulary
+from .tuning import STREAM_BULK_MIN
 
 __all__ = ["StreamableParser", "RecoveringStreamableParser"]
 
@@ -52,8 +53,6 @@ _CONTENT = 2
 _STATES = (StreamState.EXPECT_START, StreamState.HEADER, StreamState.CONTENT)
 
 
-# process_tokens takes shorter inputs in a Python loop (_feed_small), longer ones with a kernel
-_BULK_MIN = 128  # measured crossover: below it the Python loop beats a kernel call
 
 
 _message = text_message
@@ -214,7 +213,7 @@ class StreamableParser:
         """Consume many tokens: the same end state as :meth:`process` on each in turn (and the
         same error, raised after the tokens before the offending one were consumed)."""
         buf, err = stream_ids(tokens)  # the input gate
-        if len(buf) < _BULK_MIN:
+        if len(buf) < STREAM_BULK_MIN:
             self._feed_small(buf)
         else:
             self._feed(buf)

@@ -17,7 +17,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "harmony_np"
 
 # lowest first; a module may import from any earlier layer, never from its own or a later one
 LAYERS: List[Set[str]] = [
-    {"_version", "errors"},
+    {"_version", "errors", "records", "tuning"},
     {"caches", "threads"},
     {"vocab", "rust_text"},
     {"model", "kernels"},  # kernels: the Numba code, on NumPy arrays only

@@ -152,16 +152,16 @@ def test_long_decode_gathers_the_ids_it_checked(enc):
     # a copy, or another thread could write an unknown id between the check and the gather
     import numpy as np
 
-    from harmony_np.encoding import _GATHER_KERNEL_MIN
+    from harmony_np.encoding import GATHER_KERNEL_MIN
     from harmony_np.gate import kernel_token_array
 
     a = np.array(enc.encode("hello world " * 3000), np.uint32)
-    assert a.size >= _GATHER_KERNEL_MIN
-    checked = kernel_token_array(a, _GATHER_KERNEL_MIN)
+    assert a.size >= GATHER_KERNEL_MIN
+    checked = kernel_token_array(a, GATHER_KERNEL_MIN)
     assert not np.may_share_memory(checked, a)
     a[:] = 2**32 - 1
     assert int(checked.max()) < 2**32 - 1
-    assert np.may_share_memory(kernel_token_array(a[:10], _GATHER_KERNEL_MIN), a)  # short: no copy (tiktoken decodes a list of it)
+    assert np.may_share_memory(kernel_token_array(a[:10], GATHER_KERNEL_MIN), a)  # short: no copy (tiktoken decodes a list of it)
 
 
 class _RaisingIndex:

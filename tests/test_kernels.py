@@ -266,7 +266,7 @@ def test_assemble_rows_split_over_threads(kernels, monkeypatch, seed, with_mask)
     ]
     force_threads(monkeypatch, 3)
     tokens, mask, out_off = run_assemble(kernels, pieces, rows, with_mask)
-    assert len(split_by_weight(out_off, 3, kernels._SPLIT_MIN)) == 3  # the copy was split
+    assert len(split_by_weight(out_off, 3, kernels.KERNEL_SPLIT_MIN)) == 3  # the copy was split
     want_tokens, want_mask = naive_assemble_rows(pieces, rows)
     assert tokens.tolist() == want_tokens
     assert mask.tolist() == (want_mask if with_mask else [])
@@ -412,8 +412,8 @@ def test_gather_spans_split_over_threads(kernels, vocab, token_bytes, monkeypatc
     data, byte_off = kernels.gather_spans(vocab.flat, vocab.offsets, read_only(u32(tokens)), span_start, span_stop)
     span_tokens = np.concatenate([[0], np.cumsum(span_stop - span_start)])
     # both passes were split: the size pass by tokens, the copy by bytes
-    assert len(split_by_weight(span_tokens, 3, kernels._SPLIT_MIN // 8)) == 3
-    assert len(split_by_weight(byte_off, 3, kernels._SPLIT_MIN)) == 3
+    assert len(split_by_weight(span_tokens, 3, kernels.KERNEL_SPLIT_MIN // 8)) == 3
+    assert len(split_by_weight(byte_off, 3, kernels.KERNEL_SPLIT_MIN)) == 3
     want_data, want_off = naive_gather_spans(token_bytes, [tokens[x:z] for x, z in spans])
     assert byte_off.tolist() == want_off
     assert data.tobytes() == want_data

@@ -311,7 +311,7 @@ def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypat
     monkeypatch.setattr(stream.StreamableParser, "_feed", lambda self, buf: (bulk_calls.append(len(buf)), real_feed(self, buf)))
     monkeypatch.setattr(stream.StreamableParser, "_feed_small", lambda self, buf: (small_calls.append(len(buf)), real_small(self, buf)))
     if bulk_min is not None:  # the kernel path on shorter chunks too, so that it is exercised
-        monkeypatch.setattr(stream, "_BULK_MIN", bulk_min)
+        monkeypatch.setattr(stream, "STREAM_BULK_MIN", bulk_min)
 
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
     @given(completion_strategy, st.lists(st.integers(1, 60), max_size=4), st.booleans())

@@ -207,6 +207,8 @@ class _Source:
 
         import numpy as np
 
+        from .gate import offsets_problem
+
         try:
             with np.load(self.file) as data:
                 if "tokens" not in data or "offsets" not in data:
@@ -215,13 +217,13 @@ class _Source:
                 lines = data["line"] if "line" in data else None
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise _Usage(f"{self.name}: not a readable token .npz: {exc}") from None
+        # the rows' ids are each checked where they are used (one bad row is one bad line);
+        # the layout is checked here, by the input gate's rule
         ok = tokens.ndim == 1 and offsets.ndim == 1 and offsets.shape[0] >= 1
         ok = ok and tokens.dtype.kind in "iu" and offsets.dtype.kind in "iu"
-        if ok:
-            steps = np.diff(offsets.astype(np.int64))
-            ok = int(offsets[0]) == 0 and int(offsets[-1]) == tokens.shape[0] and bool((steps >= 0).all())
-        if not ok:
-            raise _Usage(f"{self.name}: 'tokens' must be a 1-D integer array and 'offsets' rise from 0 to its length")
+        problem = offsets_problem(offsets, tokens.shape[0], whole=True) if ok else "not 1-D integer arrays"
+        if problem is not None:
+            raise _Usage(f"{self.name}: 'tokens' must be a 1-D integer array and 'offsets' rise from 0 to its length ({problem})")
         n = offsets.shape[0] - 1
         if lines is None:
             lines = np.arange(1, n + 1)

@@ -349,6 +349,24 @@ def int_values(values: Any, what: str, allow_bool: bool = False) -> np.ndarray:
     raise TypeError(f"{what} must be integers, got dtype {a.dtype}")
 
 
+def offsets_problem(o: np.ndarray, n: int, whole: bool = False) -> Optional[str]:
+    """What is wrong with ``o`` (1-D integers, at least one) as the offsets of rows over ``n``
+    values, naming the first bad entry, or None: the first must be >= 0 (0 if ``whole``), none
+    may decrease, the last must be <= ``n`` (``n`` if ``whole``)."""
+    if o[0] < 0 or (whole and o[0] != 0):
+        return f"offsets[0] = {o[0]} is {'negative' if o[0] < 0 else 'not 0'}"
+    down = np.flatnonzero(o[1:] < o[:-1])  # compared, not subtracted: no wrap-around
+    if down.size:
+        i = int(down[0]) + 1
+        return f"offsets must not decrease: offsets[{i}] = {o[i]} < offsets[{i - 1}] = {o[i - 1]}"
+    if o[-1] > n:
+        i = int(np.flatnonzero(o > n)[0])
+        return f"offsets[{i}] = {o[i]} is past the end of the {n} tokens"
+    if whole and o[-1] != n:
+        return f"offsets[{o.shape[0] - 1}] = {o[-1]} ends before the {n} tokens do"
+    return None
+
+
 def ragged_buffers(tokens: Any, offsets: Any, loss_mask: Any = None):
     """``(uint32 tokens, int64 offsets, uint8 loss mask or None)``: fresh copies of a ragged
     token layout, checked as awkward-array's ``ListOffsetArray`` is (the kernels that pad rows
@@ -365,15 +383,9 @@ def ragged_buffers(tokens: Any, offsets: Any, loss_mask: Any = None):
     o = int_values(offsets, "offsets")
     if o.shape[0] == 0:
         raise ValueError("offsets must hold at least one value (offsets [0] is no rows)")
-    if o[0] < 0:
-        raise ValueError(f"offsets[0] = {o[0]} is negative")
-    down = np.flatnonzero(o[1:] < o[:-1])  # compared, not subtracted: no wrap-around
-    if down.size:
-        i = int(down[0]) + 1
-        raise ValueError(f"offsets must not decrease: offsets[{i}] = {o[i]} < offsets[{i - 1}] = {o[i - 1]}")
-    if o[-1] > n:
-        i = int(np.flatnonzero(o > n)[0])
-        raise ValueError(f"offsets[{i}] = {o[i]} is past the end of the {n} tokens")
+    problem = offsets_problem(o, n)
+    if problem is not None:
+        raise ValueError(problem)
     mask = None
     if loss_mask is not None:
         mask = int_values(loss_mask, "loss_mask", allow_bool=True)
@@ -409,13 +421,10 @@ def completion_buffers(completions: Any, offsets: Any, errors: str):
         offs = np.asarray(offsets)
         if offs.ndim != 1 or offs.dtype.kind not in "iu" or offs.shape[0] < 1:
             raise ValueError(f"offsets must be a 1-D integer array of len n + 1, got {offs.dtype} with shape {offs.shape}")
-        offs = offs.astype(np.int64)
-        if offs[0] < 0 or offs[-1] > flat.shape[0] or np.any(np.diff(offs) < 0):
-            raise ValueError(
-                f"offsets must rise from >= 0 to <= {flat.shape[0]} (the number of tokens); "
-                f"got first {int(offs[0])}, last {int(offs[-1])}"
-            )
-        return flat, offs, {}
+        problem = offsets_problem(offs, flat.shape[0])
+        if problem is not None:
+            raise ValueError(f"offsets must rise from >= 0 to <= {flat.shape[0]} (the number of tokens): {problem}")
+        return flat, offs.astype(np.int64), {}
     if isinstance(completions, (str, bytes)) or not hasattr(completions, "__len__"):
         raise TypeError(f"completions must be a list of token lists or arrays (or a flat array with offsets), got {type(completions).__name__}")
     if isinstance(completions, np.ndarray):

@@ -18,7 +18,8 @@ from .errors import HarmonyError, with_index
 from .gate import completion_buffers, role_arg, strict_flag
 from .lazy import kernels
 from .model import Author, Message, Role, TextContent
-from .parse import decode_utf8, parse_completion, parse_header_string, stream_text, tables
+from .header import parse_header_string
+from .parse import decode_utf8, parse_completion, stream_text, tables
 from .records import FLAG_CONTENT_UNKNOWN, NO_STOP, REC_CE, REC_CS, REC_FLAGS, REC_HE, REC_HEADER_ONLY, REC_HS, REC_KIND, REC_STOP, ST_OK
 from .recover import recover_completion
 from .threads import gc_paused

@@ -44,31 +44,11 @@ import numpy as np
 from .errors import HarmonyError
 from .lazy import kernels
 from .model import Message, Role, text_message
-from .parse import (
-    CHANNEL_MARK,
-    CONSTRAIN_MARK,
-    ERR_DECODE_HEADER,
-    GATHER_MIN,
-    HEADER_KEY_MAX,
-    SCAN_KERNEL_MIN,
-    ST_OK,
-    ST_UNEXPECTED,
-    STOP_TOKENS,
-    WHITE_SPACE,
-    Tables,
-    gather_span_bytes,
-    channel_value,
-    build_messages,
-    header_words,
-    parse_header_string,
-    take_recipient_and_type,
-    remaining_error,
-    scan_py,
-    tables,
-    unexpected_token_error,
-)
+from .header import CHANNEL_MARK, CONSTRAIN_MARK, WHITE_SPACE, channel_value, header_words, parse_header_string, remaining_error, take_recipient_and_type
+from .parse import ERR_DECODE_HEADER, STOP_TOKENS, Tables, build_messages, gather_span_bytes, scan_py, tables, unexpected_token_error
 from .caches import approx_size
-from .records import NO_STOP, REC_CE, REC_HE, REC_HS  # also the closer of a region that the end of the stream cuts
+from .records import NO_STOP, REC_CE, REC_HE, REC_HS, ST_OK, ST_UNEXPECTED  # also the closer of a region that the end of the stream cuts
+from .tuning import GATHER_MIN, HEADER_KEY_MAX, SCAN_KERNEL_MIN
 from .gate import ROLE_BY_VALUE, bad_id_error, check_ids, role_arg, vocab_ids
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
 

@@ -21,17 +21,8 @@ import numpy as np
 from .errors import HarmonyError
 from .lazy import kernels
 from .model import Message, Role, StreamState, text_message
-from .parse import (
-    ERR_EOS_HEADER,
-    GATHER_MIN,
-    REPLACEMENT,
-    STOP_TOKENS,
-    decode_utf8,
-    parse_header_string,
-    tables,
-    unexpected_token_error,
-    utf8_step,
-)
+from .header import parse_header_string
+from .parse import ERR_EOS_HEADER, REPLACEMENT, STOP_TOKENS, decode_utf8, tables, unexpected_token_error, utf8_step
 from .gate import as_u32, bad_id_error, oracle_role_value, role_from_value, stream_ids, strict_flag, vocab_ids
 from .recover import (
     NO_STOP,
@@ -43,7 +34,7 @@ from .recover import (
     spans_array,
 )
 from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START, Vocabulary
-from .tuning import STREAM_BULK_MIN
+from .tuning import GATHER_MIN, STREAM_BULK_MIN
 
 __all__ = ["StreamableParser", "RecoveringStreamableParser"]
 

@@ -40,7 +40,7 @@ U32_MAX = 2**32 - 1
 
 @pytest.fixture(scope="module")
 def kernels():
-    from harmony_np.parse import kernels as load
+    from harmony_np.lazy import kernels as load
 
     return load()
 

@@ -351,7 +351,7 @@ def test_argument_order_and_role_errors(oenc, enc, oracle, hnp):
 
 
 def test_rust_debug_str():
-    from harmony_np.parse import rust_debug_str
+    from harmony_np.rust_text import rust_debug_str
 
     assert rust_debug_str("foo") == '"foo"'
     assert rust_debug_str('a"b\\c') == '"a\\"b\\\\c"'

@@ -85,10 +85,10 @@ def test_recover_header_cache_bounded_in_bytes(enc):
 
 def test_debug_char_cache_bounded_in_bytes():
     text = "".join(chr(0x4E00 + i) for i in range(12000)) + "\u0301"
-    assert P.rust_debug_str(text).endswith('\\u{301}"')
+    assert R.rust_debug_str(text).endswith('\\u{301}"')
     c = R._debug_char_cache
     assert c.nbytes <= R.DEBUG_CHAR_CACHE_BYTES and len(c) < 12000
-    assert P.rust_debug_str("é\u0301") == '"é\\u{301}"'
+    assert R.rust_debug_str("é\u0301") == '"é\\u{301}"'
 
 
 def test_reencoded_cache_bounded_in_bytes(enc):

@@ -219,7 +219,10 @@ def gather_span_bytes(t: Tables, arr: np.ndarray, cs: int, ce: int) -> bytes:
 def scan_py(buf, specials: list, role_given: bool, strict: bool):
     """Message boundaries from the positions of the ids >= N_ORDINARY (special or unknown).
 
-    Returns ``(records, status, pos)``; mirrors :func:`harmony_np.kernels.scan_completion`.
+    Returns ``(records, status, pos)``: the same as :func:`harmony_np.kernels.scan_completion`,
+    whose logic this repeats on purpose: below ``SCAN_KERNEL_MIN`` tokens this loop over the
+    special positions costs less than a kernel call (tuning.py). ``tests/test_parse.py`` checks
+    both against one naive reference (``tests/naive.py``).
     """
     n = len(buf)
     recs = []

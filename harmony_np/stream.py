@@ -459,9 +459,7 @@ class RecoveringStreamableParser(StreamableParser):
             return
         st = self._state
         if st == _CONTENT:
-            if token in STOP_TOKENS:
-                self._stop_at = pos + 1
-            StreamableParser._step(self, token)
+            self._content_step(token, pos)
         elif st == _EXPECT_START:
             if token == START:
                 self._mstart = pos
@@ -497,12 +495,16 @@ class RecoveringStreamableParser(StreamableParser):
         self._rrole = role
         self._has_start = has_start
 
+    def _content_step(self, token: int, pos: int) -> None:
+        # in a content, strict and recovery modes read alike; a stop token ends the row
+        if token in STOP_TOKENS:
+            self._stop_at = pos + 1
+        StreamableParser._step(self, token)
+
     def _rstep(self, token: int, pos: int) -> None:
         st = self._state
         if st == _CONTENT:
-            if token in STOP_TOKENS:
-                self._stop_at = pos + 1
-            StreamableParser._step(self, token)
+            self._content_step(token, pos)
         elif st == _EXPECT_START:
             self._mstart = pos
             if token == START:

@@ -114,11 +114,16 @@ def _mutate(rng, tokens):
     return tokens
 
 
+def _mutated_batch(enc, hnp, seed: int, n: int):
+    """``n`` completions, a quarter of them mutated: ``(completions, indices mutated)``."""
+    rng = random.Random(seed)
+    comps = [_completion(enc, hnp, rng, i) for i in range(n)]
+    mutated = set(rng.sample(range(n), n // 4))
+    return [_mutate(rng, c) if i in mutated else c for i, c in enumerate(comps)], mutated
+
+
 def test_quarter_mutated_batch_collects_errors(enc, hnp):
-    rng = random.Random(7)
-    comps = [_completion(enc, hnp, rng, i) for i in range(800)]
-    mutated = set(rng.sample(range(800), 200))
-    comps = [_mutate(rng, c) if i in mutated else c for i, c in enumerate(comps)]
+    comps, mutated = _mutated_batch(enc, hnp, 7, 800)
     for strict in (True, False):
         table = enc.parse_batch(comps, strict=strict, errors="collect")
         msgs = table.to_messages()
@@ -163,10 +168,7 @@ def test_input_errors(enc, hnp):
 
 
 def test_recover_mode_rows(enc, hnp):
-    rng = random.Random(11)
-    comps = [_completion(enc, hnp, rng, i) for i in range(400)]
-    mutated = set(rng.sample(range(400), 100))
-    comps = [_mutate(rng, c) if i in mutated else c for i, c in enumerate(comps)]
+    comps, _ = _mutated_batch(enc, hnp, 11, 400)
     table = enc.parse_batch(comps, errors="recover")
     msgs = table.to_messages()
     texts = table.content_texts()

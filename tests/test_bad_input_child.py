@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 CHILD = textwrap.dedent(
     r'''
     import json, sys
@@ -95,6 +97,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_bad_inputs_in_child_process():
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600, env=env)

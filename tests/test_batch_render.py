@@ -212,6 +212,7 @@ def check_rows(enc, hnp, rb, convs, mode):
 
 
 @pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
+@pytest.mark.slow
 def test_generator_rows_equal_single_calls(enc, hnp, mode):
     """A generator builds every row's messages anew and frees them (ids are reused at once, and
     after a collection now and then): before, a per-batch memo keyed by ``id(message)`` gave 995

@@ -520,6 +520,7 @@ def mutate(rng, toks, pool, enc):
     return toks
 
 
+@pytest.mark.slow
 def test_mutated_well_formed_completions(hnp, enc, oracle, oenc):
     """Rendered conversations with a few mutations (some none): all invariants, the oracle's
     messages whenever it accepts the tokens."""

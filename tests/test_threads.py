@@ -259,6 +259,7 @@ print(json.dumps(report))
         ("multiprocessing", "0,0.03,0.15,0.4,0.8", True),
     ],
 )
+@pytest.mark.slow
 def test_fork_during_first_use_in_another_thread(hnp, tmp_path, method, delays, fresh_cache):
     # forked while another thread is in its first render_batch / parse_batch / long parse, the
     # child must do its own and exit (it hung for good: the busy thread held the import lock of

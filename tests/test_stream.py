@@ -3,6 +3,10 @@ process; constructor and token errors."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -232,10 +236,42 @@ def test_constructor_errors(oracle, oenc, hnp, enc):
     assert p.current_role == hnp.Role.ASSISTANT and p.state == hnp.StreamState.HEADER
 
 
-def test_lazy_import_from_package(hnp):
-    from harmony_np.stream import StreamableParser
+_LAZY_IMPORT_CHILD = r"""
+import json, sys
+import harmony_np
+from harmony_np import stream
 
-    assert hnp.StreamableParser is StreamableParser
+HEAVY = ("numba", "harmony_np.kernels")
+report = {"same_class": harmony_np.StreamableParser is stream.StreamableParser}
+enc = harmony_np.load_harmony_encoding(harmony_np.HarmonyEncodingName.HARMONY_GPT_OSS)
+short = enc.encode("<|start|>assistant<|channel|>final<|message|>hi there<|end|>", allowed_special="all")
+one, bulk = harmony_np.StreamableParser(enc, None), harmony_np.StreamableParser(enc, None)
+for t in short:
+    one.process(t)
+bulk.process_tokens(short)
+report["short_messages"] = [len(one.messages), len(bulk.messages)]
+report["heavy_after_short"] = [m for m in HEAVY if m in sys.modules]
+longer = harmony_np.StreamableParser(enc, None)
+longer.process_tokens(short * (stream._BULK_MIN // len(short) + 1))  # the kernel path
+report["heavy_after_long"] = [m for m in HEAVY if m in sys.modules]
+print(json.dumps(report))
+"""
+
+
+def test_lazy_import_from_package():
+    """The package's StreamableParser is harmony_np.stream's (imported with the package since
+    42e5093; a lazy module ``__getattr__`` cost every access), and the heavy imports stay lazy:
+    numba and the kernels are first imported when a chunk long enough for the kernel path
+    arrives, never by importing the package or streaming a short completion. In a fresh
+    interpreter, since this session imported them long ago."""
+    r = subprocess.run([sys.executable, "-c", _LAZY_IMPORT_CHILD], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["same_class"]
+    assert report["short_messages"] == [1, 1]
+    assert report["heavy_after_short"] == []
+    # the check sees an import when there is one
+    assert report["heavy_after_long"] == ["numba", "harmony_np.kernels"]
 
 
 # -- hypothesis: mutated completions, every token observed -------------------------------------

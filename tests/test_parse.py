@@ -485,9 +485,18 @@ def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_str
     assert seen["ok"] > n // 16 and seen["err"] > n // 16 and seen["long"] > n // 2, seen
 
 
-def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):
+def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E, monkeypatch):
     from harmony_np import parse
 
+    # every parse below must reach one of the two scanning kernels
+    module = parse.kernels()
+    scans = []
+    for name in ("scan_gather", "scan_completion"):
+        def counting(*args, _name=name, _real=getattr(module, name)):
+            scans.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(module, name, counting)
     body = " ".join(f"word{i} caf\u00e9" for i in range(400))
     text = (
         "<|start|>assistant<|channel|>analysis<|message|>" + body + "<|end|>"
@@ -504,6 +513,7 @@ def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):
     check_same(oenc, enc, oracle, hnp, toks[2:], "assistant", False)
     cut = toks.index(MESSAGE)
     check_same(oenc, enc, oracle, hnp, toks[:cut] + [END] + toks[cut:], "assistant", False)
+    assert len(scans) == 6, scans  # one kernel scan per parse above
 
 
 # -- the scanner kernel against a naive reference ---------------------------------------------------

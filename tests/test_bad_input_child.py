@@ -101,7 +101,7 @@ CHILD = textwrap.dedent(
         ]:
             got, want = outcome(ours), outcome(theirs)
             r[label] = got == want or ["differs", got, want]
-        # batch and recovery must not crash: an error per row, or a clear exception
+        # the batch must not crash (an error per row); recovery returns, or raises a clear error
         single = outcome(lambda: enc.parse_messages_from_completion_tokens(toks))
         r["single_error"] = single[2] if single[0] == "error" else None
         r["first_bad_item"] = first_bad_item(toks)

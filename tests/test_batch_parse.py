@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from harmony_np.vocab import CALL, CHANNEL, END, MESSAGE, N_VOCAB, RETURN, START
 
+from profiles import example_count
 from test_parse import _token_pool, completions as completion_draws
 
 
@@ -74,7 +75,7 @@ def draws(oracle, oenc, enc):
     return completion_draws(oracle, oenc, pool)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=example_count(1.5), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_batches_equal_single_parses(enc, hnp, draws, data):
     items = data.draw(st.lists(draws, min_size=0, max_size=8))

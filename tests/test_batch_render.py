@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from profiles import example_count
 from render_cases import CASES
 from test_render import conversations as conversation_docs
 
@@ -80,7 +81,7 @@ def test_cases_batch(enc, hnp):
     check_batch(enc, hnp, convs)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=example_count(0.6), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(conversation_docs, max_size=6))
 def test_random_batches(enc, hnp, docs):
     check_batch(enc, hnp, renderable(enc, hnp, docs))
@@ -211,6 +212,7 @@ def check_rows(enc, hnp, rb, convs, mode):
 
 
 @pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
+@pytest.mark.slow
 def test_generator_rows_equal_single_calls(enc, hnp, mode):
     """A generator builds every row's messages anew and frees them (ids are reused at once, and
     after a collection now and then): before, a per-batch memo keyed by ``id(message)`` gave 995

@@ -54,6 +54,7 @@ def test_version_and_help():
     assert run([], check_rc=2).stdout.startswith("usage:")
 
 
+@pytest.mark.slow
 def test_render_parse_round_trip(tmp_path, hnp, enc):
     convs = conversations(hnp)
     src = tmp_path / "c.jsonl"
@@ -68,6 +69,7 @@ def test_render_parse_round_trip(tmp_path, hnp, enc):
         assert [hnp.Message.from_dict(d) for d in json.loads(line)] == c.messages
 
 
+@pytest.mark.slow
 def test_npz_round_trip(tmp_path, hnp, enc):
     convs = conversations(hnp, 12)
     src = tmp_path / "c.jsonl"
@@ -83,6 +85,7 @@ def test_npz_round_trip(tmp_path, hnp, enc):
     assert [json.loads(p) for p in parsed] == [[m.to_dict() for m in enc.parse_messages_from_completion_tokens(rb[i])] for i in range(12)]
 
 
+@pytest.mark.slow
 def test_bad_lines_are_reported_by_number(tmp_path):
     src = tmp_path / "c.jsonl"
     good = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
@@ -108,6 +111,7 @@ def test_bad_lines_are_reported_by_number(tmp_path):
     assert f"{toks}:3: HarmonyError: Unexpected EOS while waiting for message header to complete" in r.stderr
 
 
+@pytest.mark.slow
 def test_first_bad_line_stops_each_command(tmp_path):
     # without --keep-going every command stops at the first bad line, in line order, with exit
     # code 3, its output closed; with it, every line has its output line (an error object for a
@@ -175,6 +179,7 @@ def _run_with_tty_stderr(args, stdin_text):
 
 
 @pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.slow
 def test_progress_bar_on_terminal_only():
     lines = "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}]}) + "\n" for i in range(50))
     rc, out, tty = _run_with_tty_stderr(["render", "-"], lines)
@@ -188,6 +193,7 @@ def test_progress_bar_on_terminal_only():
 
 @pytest.mark.skipif(not hasattr(pty, "openpty"), reason="needs a pseudo-terminal")
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_progress_bar_has_a_total_for_a_file(tmp_path, enc, command):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_good_lines(enc, command, 50)) + "\n\n")  # a blank line counts too
@@ -196,6 +202,7 @@ def test_progress_bar_has_a_total_for_a_file(tmp_path, enc, command):
     assert "51/51" in tty and "100%" in tty
 
 
+@pytest.mark.slow
 def test_parse_recover(tmp_path, enc):
     # a headerless refusal: text straight after <|start|>assistant, then <|end|>
     toks = enc.encode("<|start|>assistant<|message|>hi<|end|><|start|>I can't help with that.<|end|>", allowed_special="all")
@@ -232,6 +239,7 @@ def _leftovers(folder) -> list:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_bad_bytes_and_deep_json_are_one_bad_line(tmp_path, enc, command):
     # 1,500 good lines, then a byte that is not UTF-8 (line 1501) and JSON nested 100,000 deep
     # (line 1502), then a good line; all in one chunk
@@ -279,6 +287,7 @@ def test_failed_run_leaves_output_untouched(tmp_path, enc, command):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_output_onto_input_is_refused(tmp_path, enc, command):
     src = tmp_path / "in.jsonl"
     data = ("\n".join(_good_lines(enc, command, 5)) + "\n").encode()
@@ -298,6 +307,7 @@ def test_output_onto_input_is_refused(tmp_path, enc, command):
     assert src.read_bytes() == data and _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_output_replaces_its_target(tmp_path, enc):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_good_lines(enc, "decode", 4)) + "\n")
@@ -321,6 +331,7 @@ def test_output_replaces_its_target(tmp_path, enc):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_output_to_a_fifo_is_written_in_place(tmp_path, enc):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_good_lines(enc, "decode", 4)) + "\n")
@@ -336,6 +347,7 @@ def test_output_to_a_fifo_is_written_in_place(tmp_path, enc):
 
 
 @pytest.mark.parametrize("command", COMMANDS + ("stop-tokens", "demo"))
+@pytest.mark.slow
 def test_bad_settings_are_reported_once(tmp_path, enc, command):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_good_lines(enc, command if command in COMMANDS else "render", 50)) + "\n")
@@ -376,6 +388,7 @@ def _cycled(enc, command: str, base: list) -> list:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_sigint_on_stdin_leaves_complete_lines(tmp_path, enc, command):
     base = _good_lines(enc, command, 100)
     expected = _cycled(enc, command, base)
@@ -396,6 +409,7 @@ def test_sigint_on_stdin_leaves_complete_lines(tmp_path, enc, command):
 
 
 @pytest.mark.parametrize("command,sig", [(c, signal.SIGINT) for c in COMMANDS] + [("decode", signal.SIGTERM)])
+@pytest.mark.slow
 def test_interrupt_with_output_file_keeps_complete_lines(tmp_path, enc, command, sig):
     base = _good_lines(enc, command, 100)
     expected = _cycled(enc, command, base)
@@ -419,6 +433,7 @@ def test_interrupt_with_output_file_keeps_complete_lines(tmp_path, enc, command,
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_interrupted_npz_is_not_written(tmp_path, enc):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_good_lines(enc, "render", 100) * 1000) + "\n")
@@ -435,6 +450,7 @@ def test_interrupted_npz_is_not_written(tmp_path, enc):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_closed_pipe_is_quiet(tmp_path, enc, command):
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(_good_lines(enc, command, 100) * 300) + "\n")
@@ -449,6 +465,7 @@ def test_closed_pipe_is_quiet(tmp_path, enc, command):
     assert r.returncode == 0 and r.stderr == b"" and len(r.stdout.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_training_mask_in_json_lines(tmp_path, hnp, enc):
     convs = conversations(hnp, 6)
     src = tmp_path / "c.jsonl"
@@ -469,6 +486,7 @@ def test_training_mask_in_json_lines(tmp_path, hnp, enc):
     assert len(run(["decode", str(train)], check_rc=0).stdout.splitlines()) == 6
 
 
+@pytest.mark.slow
 def test_bad_npz_input_is_one_error(tmp_path):
     good = tmp_path / "good.npz"
     np.savez(good, tokens=np.arange(200006, 200010, dtype=np.uint32), offsets=np.array([0, 2, 4], np.int64))
@@ -489,6 +507,7 @@ def test_bad_npz_input_is_one_error(tmp_path):
             assert "'offsets' rise from 0 to its length" in r.stderr, offsets
 
 
+@pytest.mark.slow
 def test_help_of_each_command():
     for command in COMMANDS + ("stop-tokens", "demo"):
         r = run([command, "--help"], check_rc=0)
@@ -522,6 +541,7 @@ def _run_examples(tmp_path, hnp, enc, lines) -> None:
         assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_readme_command_line_examples_run(tmp_path, hnp, enc):
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         section = f.read().split("## Command line", 1)[1].split("\n## ", 1)[0]
@@ -530,6 +550,7 @@ def test_readme_command_line_examples_run(tmp_path, hnp, enc):
     assert (tmp_path / "tokens.jsonl").exists() and (tmp_path / "train.npz").exists()
 
 
+@pytest.mark.slow
 def test_help_examples_run(tmp_path, hnp, enc):
     help_text = run(["--help"], check_rc=0).stdout
     examples = help_text.split("examples:", 1)[1].split("\n\n", 1)[0]

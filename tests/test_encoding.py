@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from profiles import example_count
+
 
 def outcome(fn):
     try:
@@ -27,7 +29,7 @@ special_sets = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=example_count(3), deadline=None)
 @given(texts, special_sets, special_sets)
 def test_encode_matches_oracle(oenc, enc, text, allowed, disallowed):
     kw = {}
@@ -41,7 +43,7 @@ def test_encode_matches_oracle(oenc, enc, text, allowed, disallowed):
 token_lists = st.lists(st.one_of(st.integers(0, 201_200), st.sampled_from([200006, 200008, 200007, 174, 175, 9497, 3])), max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=example_count(3), deadline=None)
 @given(token_lists)
 def test_decode_matches_oracle(oenc, enc, toks):
     assert outcome(lambda: enc.decode_utf8(toks)) == outcome(lambda: oenc.decode_utf8(toks))
@@ -57,11 +59,29 @@ def test_decode_errors_match_oracle(oenc, enc, toks):
     assert outcome(lambda: enc.decode_utf8(toks)) == outcome(lambda: oenc.decode_utf8(toks))
 
 
-def test_decode_large_uses_kernel(oenc, enc):
+def test_decode_large_uses_kernel(oenc, enc, monkeypatch):
+    """From ``GATHER_KERNEL_MIN`` tokens on, each decode gathers its bytes in one kernel call
+    (and gets the oracle's text); a short decode calls no kernel."""
+    from harmony_np import encoding
+    from harmony_np.parse import kernels
+
+    module = kernels()
+    gather = module.gather_bytes
+    gathered = []
+
+    def counting_gather(flat, offsets, tokens):
+        gathered.append(len(tokens))
+        return gather(flat, offsets, tokens)
+
+    monkeypatch.setattr(module, "gather_bytes", counting_gather)
     toks = oenc.encode("Large text with ünïcödé and 🎉 " * 2000)
-    assert len(toks) > 4096
+    assert len(toks) > encoding.GATHER_KERNEL_MIN
     assert enc.decode_utf8(toks) == oenc.decode_utf8(toks)
     assert enc.decode_bytes(np.asarray(toks, dtype=np.uint32)) == enc._bpe.decode_bytes(toks)
+    assert enc.decode(toks) == oenc.decode(toks)
+    assert gathered == [len(toks)] * 3
+    assert enc.decode_utf8(toks[:100]) == oenc.decode_utf8(toks[:100])
+    assert len(gathered) == 3
 
 
 @pytest.mark.parametrize("tok", [0, 5, 199997, 199998, 200006, 201088, 201089, -1, 2**33, 1.0, True, "x"])

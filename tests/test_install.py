@@ -143,6 +143,7 @@ def _run(install, tmpdir: Path | None, wrap: list[str] | None = None) -> subproc
     return subprocess.run((wrap or []) + cmd, capture_output=True, text=True, env=env, cwd=str(base / "home"), timeout=300)
 
 
+@pytest.mark.slow
 def test_read_only_install_caches_in_a_private_temp_folder(install, hnp):
     # numba found no place to cache (no writable __pycache__ nor home): the import failed with
     # "cannot cache function '_copy_tokens': no locator available"
@@ -163,6 +164,7 @@ def test_read_only_install_caches_in_a_private_temp_folder(install, hnp):
     assert json.loads(r.stdout) == expected
 
 
+@pytest.mark.slow
 def test_read_only_install_with_nothing_writable_compiles_in_memory(install, hnp):
     # /tmp and /var/tmp read-only too (in a mount namespace of the child's own): no cache at all
     if shutil.which("unshare") is None:

@@ -24,6 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from profiles import example_count
+
 MODES = ("conversation", "completion", "training")
 
 
@@ -387,7 +389,7 @@ _SYSTEM_SETTERS = [
 ]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=example_count(2.5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     setter=st.sampled_from(_MESSAGE_SETTERS + _SYSTEM_SETTERS + ["with_instructions"]),
     value=_values,
@@ -454,7 +456,7 @@ _good = {
 }
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=example_count(3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), model=st.sampled_from(sorted(_FIELDS)))
 def test_constructor_kwargs_match_oracle(oracle, oenc, hnp, enc, data, model):
     kwargs = {}
@@ -488,7 +490,7 @@ def test_constructor_kwargs_match_oracle(oracle, oenc, hnp, enc, data, model):
         same_steps(oracle, oenc, hnp, enc, build, "conversation")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=example_count(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     extra=st.dictionaries(st.sampled_from(["zz", "channel", "recipient", "content_type", "name", "text", "instructions", "model_identity", "tools"]), _values, max_size=3),
     kind=st.sampled_from(["text", "system_content", "developer_content", "plain"]),

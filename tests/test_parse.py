@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from naive import naive_scan
+from profiles import example_count
 
 START, CHANNEL, MESSAGE, END, RETURN, CALL, CONSTRAIN = 200006, 200005, 200008, 200007, 200002, 200012, 200003
 N_VOCAB = 201_089
@@ -363,7 +364,7 @@ def test_rust_debug_str():
     assert rust_debug_str("\U000E0041") == '"\\u{e0041}"'
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=example_count(1.5), deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.characters(exclude_characters=" \t\n\x0c\r<"), min_size=1, max_size=6))
 def test_rust_debug_str_matches_oracle(oenc, enc, oracle, hnp, chars):
     text = "assistant " + " ".join("Q" + c + "Q" for c in chars) + " b c"
@@ -463,8 +464,9 @@ def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_str
 
     assert len(long_tail) > parse.GATHER_MIN
     seen = {"ok": 0, "err": 0, "long": 0}
+    n = example_count(8)
 
-    @settings(max_examples=800, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
     @given(completion_strategy)
     def inner(case):
         tokens, role, strict = case
@@ -480,12 +482,22 @@ def test_differential_mutated_completions(oenc, enc, oracle, hnp, completion_str
             check_same(oenc, enc, oracle, hnp, longer, role, strict)
 
     inner()
-    assert seen["ok"] > 50 and seen["err"] > 50 and seen["long"] > 400, seen
+    # floors that scale with the profile (thorough: 50, 50 and 400 of 800)
+    assert seen["ok"] > n // 16 and seen["err"] > n // 16 and seen["long"] > n // 2, seen
 
 
-def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):
+def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E, monkeypatch):
     from harmony_np import parse
 
+    # every parse below must reach one of the two scanning kernels
+    module = parse.kernels()
+    scans = []
+    for name in ("scan_gather", "scan_completion"):
+        def counting(*args, _name=name, _real=getattr(module, name)):
+            scans.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(module, name, counting)
     body = " ".join(f"word{i} caf\u00e9" for i in range(400))
     text = (
         "<|start|>assistant<|channel|>analysis<|message|>" + body + "<|end|>"
@@ -502,6 +514,7 @@ def test_long_completions_use_kernel_path(oenc, enc, oracle, hnp, E):
     check_same(oenc, enc, oracle, hnp, toks[2:], "assistant", False)
     cut = toks.index(MESSAGE)
     check_same(oenc, enc, oracle, hnp, toks[:cut] + [END] + toks[cut:], "assistant", False)
+    assert len(scans) == 6, scans  # one kernel scan per parse above
 
 
 # -- the scanner kernel against the naive reference of tests/naive.py ---------------------------------
@@ -512,7 +525,7 @@ _scan_tokens = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=example_count(4), deadline=None)
 @given(_scan_tokens, st.booleans(), st.booleans())
 def test_scanners_match_naive(tokens, role_given, strict):
     from harmony_np import kernels, parse
@@ -525,7 +538,7 @@ def test_scanners_match_naive(tokens, role_given, strict):
     assert parse.scan_py(buf, specials, role_given, strict) == expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(st.lists(_scan_tokens, min_size=1, max_size=6), st.booleans(), st.booleans())
 def test_scan_batch_matches_single(batch, role_given, strict):
     from harmony_np import kernels

@@ -141,6 +141,7 @@ RSS_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_rss_bounded_under_unique_malformed_headers():
     """Memory after warm-up grows by at most what the caches may hold: the sum of their byte
     bounds, times 1.5 for what the accounting leaves out (allocator headers, the dict's spare

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from profiles import example_count
+
 
 def both(oracle, hnp, doc):
     payload = json.dumps(doc)
@@ -185,7 +187,7 @@ def messages(draw):
 conversations = st.lists(messages(), max_size=7).map(lambda ms: {"messages": ms})
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=example_count(4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(conversations)
 def test_random_conversations_match_oracle(oracle, oenc, hnp, enc, doc):
     check_same(oracle, oenc, hnp, enc, doc)

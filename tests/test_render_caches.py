@@ -171,6 +171,7 @@ def _pool_rows(hnp, n, texts, collect=False):
 
 
 @pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
+@pytest.mark.slow
 def test_batch_pool_flushes_keep_rows_right_and_free_texts(monkeypatch, hnp, enc, mode):
     """With a tiny pool bound the batch encodes its pending texts and forgets its dedup index
     and memos every few rows: rows (and loss masks) equal the single calls, and the texts of

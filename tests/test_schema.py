@@ -18,6 +18,8 @@ from harmony_np.schema import (
     tools_section,
 )
 
+from profiles import example_count
+
 _PREFIX = "<|start|>developer<|message|>"
 _SUFFIX = "<|end|>"
 
@@ -526,7 +528,7 @@ namespace_specs = st.tuples(
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@settings(SETTINGS, max_examples=500)
+@settings(SETTINGS, max_examples=example_count(5))
 @given(params=parameters, name=texts, desc=texts)
 def test_random_parameters_match_oracle(oracle, oenc, params, name, desc):
     try:
@@ -537,7 +539,7 @@ def test_random_parameters_match_oracle(oracle, oenc, params, name, desc):
         assert result.endswith("} // namespace functions")
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=example_count(3))
 @given(spec=st.dictionaries(names, namespace_specs, min_size=1, max_size=4))
 def test_random_tools_match_oracle(oracle, oenc, spec):
     try:
@@ -548,7 +550,7 @@ def test_random_tools_match_oracle(oracle, oenc, spec):
         assert result.startswith("# Tools\n\n## ")
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=example_count(3))
 @given(value=st.lists(json_values, min_size=1, max_size=4))
 def test_random_values_display(oracle, oenc, value):
     try:

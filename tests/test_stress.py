@@ -20,6 +20,8 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs for seconds, most in child processes
+
 CLI = [sys.executable, "-m", "harmony_np"]
 MODES = ("completion", "conversation", "training")
 

@@ -87,7 +87,11 @@ def test_special_tokens_match_oracle(oenc, enc):
         assert oenc.encode(text, allowed_special="all") == [tid]
 
 
-def test_cache_is_used_and_equal(tmp_path):
+def _vocabulary_file_must_not_be_read(path):
+    raise AssertionError(f"the vocabulary file {path} was read again: the byte table cache was not used")
+
+
+def test_cache_is_used_and_equal(tmp_path, monkeypatch):
     src = V.vocab_source()
     env_cache = {"HARMONY_NP_CACHE_DIR": str(tmp_path)}
     old = os.environ.get("HARMONY_NP_CACHE_DIR")
@@ -98,7 +102,10 @@ def test_cache_is_used_and_equal(tmp_path):
         assert len(list(tmp_path.iterdir())) == 2
         assert V._load_cached(src) is not None
         V._load.cache_clear()
-        second = V.load_vocabulary()  # from the cache
+        with monkeypatch.context() as patched:
+            # from the cache: reading the vocabulary file again would fail
+            patched.setattr(V, "_read_verified", _vocabulary_file_must_not_be_read)
+            second = V.load_vocabulary()
         assert np.array_equal(first.flat, second.flat) and np.array_equal(first.offsets, second.offsets)
         # a damaged cache file is ignored, not trusted
         for p in tmp_path.iterdir():

@@ -10,7 +10,7 @@ from typing import AbstractSet, Collection, List, Literal, Optional, Sequence, U
 import numpy as np
 
 from .errors import HarmonyError
-from .rust_text import decode_error, surrogate_error
+from .rust_text import decode_error, unknown_token_error, surrogate_error
 from .model import (
     Conversation,
     HarmonyEncodingName,
@@ -124,7 +124,7 @@ class HarmonyEncoding:
         arr = kernel_token_array(tokens, GATHER_KERNEL_MIN)
         bad = first_unknown(arr)
         if bad >= 0:
-            raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {bad}")
+            raise unknown_token_error(bad)
         data = self._bpe.decode_bytes(arr.tolist()) if arr.size < GATHER_KERNEL_MIN else _gather_bytes(self._vocab, arr)
         try:
             return data.decode("utf-8")

@@ -24,7 +24,7 @@ import numpy as np
 from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
 from .model import Message, Role, text_message
-from .rust_text import decode_error
+from .rust_text import decode_error, unknown_token_error
 from .lazy import kernels
 from .gate import parse_arguments
 from .header import parse_header_string, remaining_error
@@ -163,7 +163,7 @@ def decode_utf8(t: Tables, ids: list) -> str:
     """tiktoken's ``decode_utf8`` in the oracle, with its error texts."""
     for x in ids:
         if x >= N_VOCAB:
-            raise HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {x}")
+            raise unknown_token_error(x)
     data = t.decode_bytes(ids)
     try:
         return data.decode("utf-8")

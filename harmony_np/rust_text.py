@@ -13,7 +13,7 @@ from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
 from .tuning import DEBUG_CHAR_CACHE_BYTES
 
-__all__ = ["rust_debug_str", "serde_f64", "format_f64", "out_of_range_error", "utf8_error_text", "decode_error", "surrogate_error"]
+__all__ = ["rust_debug_str", "serde_f64", "format_f64", "out_of_range_error", "utf8_error_text", "decode_error", "unknown_token_error", "surrogate_error"]
 
 
 U64_MAX = (1 << 64) - 1
@@ -211,6 +211,11 @@ def utf8_error_text(data: bytes, exc: UnicodeDecodeError) -> str:
     if exc.reason == "unexpected end of data":
         return f"incomplete utf-8 byte sequence from index {start}"
     return f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index {start}"
+
+
+def unknown_token_error(token: int) -> HarmonyError:
+    """openai_harmony's error for an id outside the vocabulary met by ``decode_utf8``."""
+    return HarmonyError(f"Could not decode tokens: Invalid token error: Invalid token for decoding: {token}")
 
 
 def decode_error(data: bytes, exc: UnicodeDecodeError) -> HarmonyError:

@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.slow  # a subprocess that times every scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARE = ROOT / "benchmarks" / "compare.py"

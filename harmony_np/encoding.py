@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import operator
 import re
 from typing import AbstractSet, Collection, List, Literal, Optional, Sequence, Union
 
@@ -21,8 +20,8 @@ from .model import (
 )
 from .lazy import kernels, lazy_module
 from .parse import parse_completion
-from .gate import first_unknown, kernel_token_array
-from .vocab import CALL, END, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
+from .gate import as_u32, first_unknown, kernel_token_array
+from .vocab import CALL, END, N_ORDINARY, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
 from .tuning import GATHER_KERNEL_MIN
 
 __all__ = ["HarmonyEncoding", "load_harmony_encoding"]
@@ -137,15 +136,7 @@ class HarmonyEncoding:
 
     def is_special_token(self, token: int) -> bool:
         """Whether ``token`` is one of the special tokens."""
-        try:
-            v = operator.index(token)  # its error text is the one pyo3 passes on
-        except TypeError as exc:
-            raise TypeError(f"argument 'token': {exc}") from None
-        if not -(2**63) <= v < 2**63:
-            raise OverflowError("Python int too large to convert to C long")  # pyo3 reads a C long first
-        if v < 0 or v >= 2**32:
-            raise OverflowError("out of range integral type conversion attempted")
-        return 199_998 <= v < N_VOCAB
+        return N_ORDINARY <= as_u32(token, "token") < N_VOCAB  # pyo3's u32 extraction, its errors
 
     def stop_tokens(self) -> List[int]:
         """Tokens that end a message: ``<|return|>``, ``<|call|>``, ``<|end|>``."""

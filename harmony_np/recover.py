@@ -50,7 +50,7 @@ from .caches import approx_size
 from .records import NO_STOP, REC_CE, REC_HE, REC_HS, ST_OK, ST_UNEXPECTED  # also the closer of a region that the end of the stream cuts
 from .tuning import GATHER_MIN, HEADER_KEY_MAX, SCAN_KERNEL_MIN
 from .gate import ROLE_BY_VALUE, bad_id_error, check_ids, role_arg, vocab_ids
-from .vocab import MESSAGE, N_ORDINARY, N_VOCAB, START
+from .vocab import CALL, END, MESSAGE, N_ORDINARY, N_VOCAB, RETURN, START
 
 __all__ = ["Diagnostic", "RecoveryResult", "recover_completion", "KINDS", "explain"]
 
@@ -76,7 +76,7 @@ KINDS = {
 _WS_SET = frozenset(WHITE_SPACE)
 _CLOSERS = frozenset((MESSAGE, START)) | STOP_TOKENS
 
-_STOP_NAMES = {200007: "<|end|>", 200002: "<|return|>", 200012: "<|call|>"}
+_STOP_NAMES = {END: "<|end|>", RETURN: "<|return|>", CALL: "<|call|>"}
 
 
 class Diagnostic(NamedTuple):

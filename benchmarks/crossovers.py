@@ -558,12 +558,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=15, help="samples per path and size; the median is reported (default 15)")
     ap.add_argument("--sample-ms", type=float, default=5.0, help="about how long one sample's loop of calls runs, in ms (default 5)")
     ap.add_argument("--quick", action="store_true", help="sizes 1/2x and 2x only, samples of about 0.2 ms (a smoke run)")
+    ap.add_argument("--factors", default="", help="sizes as multiples of each value, comma-separated (default 0.25,0.5,1,2,4)")
     ap.add_argument("--only", default="", help="only the thresholds whose name contains this")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     a = ap.parse_args(argv)
     if a.repeat < 1:
         ap.error("--repeat must be at least 1")
-    factors = QUICK_FACTORS if a.quick else FACTORS
+    factors: Sequence[float] = QUICK_FACTORS if a.quick else FACTORS
+    if a.factors:
+        try:
+            factors = sorted(float(f) for f in a.factors.split(","))
+        except ValueError:
+            ap.error(f"--factors takes numbers separated by commas, got {a.factors!r}")
+        if not factors or factors[0] <= 0:
+            ap.error("--factors must be positive")
     sample_s = (0.2 if a.quick else a.sample_ms) / 1e3
 
     h = importlib.import_module("harmony_np")

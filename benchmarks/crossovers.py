@@ -25,7 +25,6 @@ import gc
 import importlib
 import itertools
 import json
-import math
 import os
 import platform
 import random
@@ -90,7 +89,6 @@ class Inputs:
     """The encoding, a corpus, its tokens, and texts that no call has seen before."""
 
     def __init__(self, h: ModuleType) -> None:
-        self.h = h
         self.enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
         self.corpus = make_corpus(400_000)
         self.tokens: List[int] = self.enc.encode_ordinary(self.corpus)
@@ -201,8 +199,7 @@ class Case:
     per_call: Callable[[int], int] = lambda size: 1  # what a call's time is divided by
     per_label: str = "call"
     inclusive: bool = False  # the first path up to and including the value (n <= MAX)
-    threads: bool = False  # a thread-pool split: both paths are one thread on one core
-    note: str = ""
+    threads: bool = False  # a thread-pool split: with one thread, both paths are that thread
 
     def picked(self, size: int, value: int) -> int:
         """Which path the threshold's real value picks at ``size``."""
@@ -590,7 +587,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out.append({
             "threshold": case.threshold, "value": value, "module": ", ".join(module), "title": case.title,
             "unit": case.unit, "per": case.per_label, "paths": [name for name, _ in case.paths], "rows": rows,
-            "note": case.note or ("harmony_np has one thread here: both paths run on it" if case.threads and thread_count < 2 else ""),
+            "note": "harmony_np has one thread here: both paths run on it" if case.threads and thread_count < 2 else "",
             **assess(case, rows, value),
         })
     report = {

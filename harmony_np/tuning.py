@@ -42,7 +42,9 @@ GATHER_MIN = 224
 # uint32 array alike, the kernel 2.8-3.9x faster at 1,024. CLEARLY OFF, too high: the kernel wins
 # on both sides by about 3x; with --factors (one run), decode_bytes of a list took 4.5 vs 4.0 µs
 # at 51 tokens, 6.1 vs 4.4 at 102, 8.9 vs 5.2 at 205: the paths cross below 100 tokens, near
-# GATHER_MIN. Not changed here.)
+# GATHER_MIN. Not changed here: the value also keeps a process that decodes only short texts from
+# importing numba and loading the kernels, 0.26-0.33 s once (measured 2026-12-02, three fresh
+# processes); lowering it is a trade for issue-14's time.)
 GATHER_KERNEL_MIN = 4096
 # stream.process_tokens: below this many tokens the Python loop beats a kernel call
 # (crossovers.py, 2026-12-02, a message's 4,096 ASCII content tokens in chunks of this size, then
@@ -50,7 +52,7 @@ GATHER_KERNEL_MIN = 4096
 # 64, 8.1-8.4 vs 3.8-3.9 at 128, 16.0 vs 5.4-5.6 at 256, 30.7-31.5 vs 7.7-8.0 at 512; with
 # --factors (one run) 1.07 vs 2.48 at 8, 1.65 vs 2.62 at 16, 3.51 vs 2.93 at 48. CLEARLY OFF, too
 # high: the paths cross between 32 and 48, and at 64 the kernel path is already 1.4x faster. Not
-# changed here.)
+# changed here: as with GATHER_KERNEL_MIN, below it a stream never imports numba (0.26-0.33 s).)
 STREAM_BULK_MIN = 128
 
 # -- thread pool ---------------------------------------------------------------------------------
@@ -64,7 +66,7 @@ STREAM_BULK_MIN = 128
 # 57-63 vs 98-117 at 524,288, 109-114 vs 135-149 at 1,048,576, and with --factors (one run) 271
 # vs 271 at 2 M, 1314 vs 874 at 4 M. CLEARLY OFF for assemble_rows, too low: its token copy is
 # fast enough that splitting pays only from 2-4 M tokens. One value serves both kernels; not
-# changed here.)
+# changed here (a row copy of 0.26-2 M tokens loses 50-70 µs a batch to the hand-off).)
 KERNEL_SPLIT_MIN = 1 << 18
 # render: a plan's fresh texts are encoded in parallel when they hold this many characters...
 # (crossovers.py, 2026-12-02, 4 fresh texts of a quarter each, PARALLEL_ONE_TEXT patched to 0:

@@ -44,7 +44,7 @@ GATHER_MIN = 224
 # at 51 tokens, 6.1 vs 4.4 at 102, 8.9 vs 5.2 at 205: the paths cross below 100 tokens, near
 # GATHER_MIN. Not changed here: the value also keeps a process that decodes only short texts from
 # importing numba and loading the kernels, 0.26-0.33 s once (measured 2026-12-02, three fresh
-# processes); lowering it is a trade for issue-14's time.)
+# processes); lowering it trades that start-up for mid-sized decodes.)
 GATHER_KERNEL_MIN = 4096
 # stream.process_tokens: below this many tokens the Python loop beats a kernel call
 # (crossovers.py, 2026-12-02, a message's 4,096 ASCII content tokens in chunks of this size, then

@@ -314,7 +314,7 @@ def parse_arguments(tokens: Any, role: Any, strict: Any):
         ints = int_array(tokens)  # a masked array with masked entries goes item by item
         if ints is None:
             src = tokens = list(tokens)
-    rv = oracle_role_value(role)
+    rv = None if role is None else oracle_role_value(role)
     if src is not None:
         try:
             buf = array.array("I", src)
@@ -325,7 +325,7 @@ def parse_arguments(tokens: Any, role: Any, strict: Any):
         buf = numpy_ids(ints)
     if strict is not True:
         strict = strict_flag(strict)
-    return buf, src, role_from_value(rv), strict
+    return buf, src, None if rv is None else role_from_value(rv), strict
 
 
 # -- ragged input: flat values + offsets -------------------------------------------------------

@@ -142,10 +142,23 @@ _TABLES: dict = {}  # id(vocabulary) -> its Tables, which keep the vocabulary al
 _LAST: tuple = (None, None)  # the last (vocabulary, tables), replaced whole: one identity test per call
 
 
+_LAST_ENCODING: tuple = (None, None)  # the last (encoding, tables), held: its identity stays its own
+
+
 def tables(enc) -> Tables:
     """The lookup tables of ``enc.vocab`` (one per vocabulary)."""
+    global _LAST_ENCODING
+    last = _LAST_ENCODING
+    if last[0] is enc:
+        return last[1]
+    t = vocabulary_tables(enc.vocab)
+    _LAST_ENCODING = (enc, t)
+    return t
+
+
+def vocabulary_tables(vocab) -> Tables:
+    """The lookup tables of a :class:`~harmony_np.vocab.Vocabulary` (built on first use)."""
     global _LAST
-    vocab = enc.vocab
     last = _LAST
     if last[0] is vocab:
         return last[1]

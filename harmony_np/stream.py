@@ -22,7 +22,7 @@ from .errors import HarmonyError
 from .lazy import kernels
 from .model import Message, Role, StreamState, text_message
 from .header import parse_header_string
-from .parse import ERR_EOS_HEADER, REPLACEMENT, STOP_TOKENS, decode_utf8, tables, unexpected_token_error, utf8_step
+from .parse import ERR_EOS_HEADER, REPLACEMENT, STOP_TOKENS, decode_utf8, unexpected_token_error, utf8_step, vocabulary_tables
 from .gate import as_u32, bad_id_error, oracle_role_value, role_from_value, stream_ids, strict_flag, vocab_ids
 from .recover import (
     NO_STOP,
@@ -83,12 +83,13 @@ class StreamableParser:
 
     def __init__(self, encoding, role: Optional[Role], *, strict: bool = True, recover: bool = False) -> None:
         # the oracle's order: role.value in Python, then pyo3 checks strict, then the role name
-        rv = oracle_role_value(role)
-        if getattr(encoding, "vocab", None).__class__ is not Vocabulary:
+        rv = None if role is None else oracle_role_value(role)
+        vocab = getattr(encoding, "vocab", None)
+        if vocab.__class__ is not Vocabulary:
             raise AttributeError(f"'{type(encoding).__name__}' object has no attribute '_inner'")
-        self._strict = strict_flag(strict)
-        r = role_from_value(rv)
-        self._t = tables(encoding)
+        self._strict = True if strict is True else strict_flag(strict)
+        r = None if rv is None else role_from_value(rv)
+        self._t = vocabulary_tables(vocab)
         self._strs = None
         self._next_role = r
         self._tokens = array.array("I")  # every token fed (a list only when read)

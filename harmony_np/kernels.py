@@ -401,10 +401,14 @@ def span_hashes(tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarra
 
 @njit(cache=True, nogil=True)
 def _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi):
+    n_ids = offsets.shape[0] - 1
     for r in range(lo, hi):
         total = 0
         for j in range(span_start[r], span_stop[r]):
             t = tokens[j]
+            if t >= n_ids:  # one compare a token keeps the table read in bounds whatever the ids
+                total = -1
+                break
             total += offsets[t + 1] - offsets[t]
         sizes[r] = total
 
@@ -419,7 +423,8 @@ def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span
     """The bytes of many token spans back to back, and their byte offsets (len n + 1); the copy
     is split over :mod:`harmony_np.threads`.
 
-    Callers guarantee the spans are in bounds and hold only ids below ``len(offsets) - 1``.
+    Callers guarantee the spans are in bounds; an id at or past ``len(offsets) - 1`` in a span
+    raises ``ValueError`` (checked as the sizes are summed).
     """
     from .threads import run_parallel, split_by_weight, thread_count
 
@@ -431,6 +436,9 @@ def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span
     np.cumsum(span_stop - span_start, out=span_tokens[1:])
     ranges = split_by_weight(span_tokens, threads, KERNEL_SPLIT_MIN // 8)
     run_parallel([lambda lo=lo, hi=hi: _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi) for lo, hi in ranges])
+    if n and int(sizes.min()) < 0:
+        r = int(np.flatnonzero(sizes < 0)[0])
+        raise ValueError(f"span {r} ({span_start[r]}:{span_stop[r]}) holds an id outside the byte table")
     np.cumsum(byte_off, out=byte_off)
     data = np.empty(int(byte_off[-1]), dtype=np.uint8)
     ranges = split_by_weight(byte_off, threads, KERNEL_SPLIT_MIN)

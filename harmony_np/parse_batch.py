@@ -58,6 +58,9 @@ class MessageTable:
         "unparsed", "diagnostics", "_overrides", "_encoding", "_texts", "_override_rows",
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a MessageTable is made by HarmonyEncoding.parse_batch")
+
     def __len__(self) -> int:
         return self.completion.shape[0]
 
@@ -326,7 +329,25 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     table._override_rows = None
     if errors == "recover":
         _add_recovered(table, recovered, starts, code)
+    _freeze(table)
     return table
+
+
+_ARRAY_COLUMNS = (
+    "tokens", "offsets", "completion", "role", "name", "channel", "recipient", "content_type",
+    "content_start", "content_stop", "span_start", "span_stop",
+)
+
+
+def _freeze(table: MessageTable) -> None:
+    """Every column read-only: a caller's write into a span column would otherwise reach the
+    gather kernel (which the spans are re-checked for anyway, see :func:`_decode_contents`)."""
+    for name in _ARRAY_COLUMNS:
+        getattr(table, name).setflags(write=False)
+    for cols in (table.unparsed, table.diagnostics):
+        for v in (cols or {}).values():
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
 
 
 def _add_recovered(table: MessageTable, recovered: dict, starts: np.ndarray, code) -> None:
@@ -390,8 +411,12 @@ def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None)
     gather_spans = kernels().gather_spans
     if hi is None:
         hi = len(table)
-    cs = table.content_start[lo:hi]
-    ce = table.content_stop[lo:hi]
+    # re-checked here, where the kernel reads them: the columns are the caller's to replace
+    tokens = np.ascontiguousarray(table.tokens, dtype=np.uint32)
+    cs = np.ascontiguousarray(table.content_start[lo:hi], dtype=np.int64)
+    ce = np.ascontiguousarray(table.content_stop[lo:hi], dtype=np.int64)
+    if tokens.ndim != 1 or cs.shape != (hi - lo,) or ce.shape != (hi - lo,):
+        raise ValueError("the table's tokens, content_start and content_stop no longer fit its rows")
     overrides = table._overrides
     rows = None
     if overrides:
@@ -402,10 +427,15 @@ def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None)
             rows = table._override_rows = np.sort(np.fromiter(overrides.keys(), dtype=np.int64, count=len(overrides)))
         rows = rows[np.searchsorted(rows, lo) : np.searchsorted(rows, hi)]
         if rows.size:
+            cs = cs.copy()
             ce = ce.copy()
-            ce[rows - lo] = cs[rows - lo]
+            cs[rows - lo] = 0
+            ce[rows - lo] = 0
+    if cs.size and (int(cs.min()) < 0 or int(ce.max()) > tokens.shape[0] or bool((ce < cs).any())):
+        i = int(np.flatnonzero((cs < 0) | (ce > tokens.shape[0]) | (ce < cs))[0])
+        raise ValueError(f"row {lo + i}: content span {cs[i]}:{ce[i]} is not within the {tokens.shape[0]} tokens")
     vocab = table._encoding.vocab
-    data, byte_off = gather_spans(vocab.flat, vocab.offsets, table.tokens, cs, ce)
+    data, byte_off = gather_spans(vocab.flat, vocab.offsets, tokens, cs, ce)
     # invalid UTF-8 replaced, as the oracle's token-by-token decoding does when every id is known
     view = memoryview(data)
     bo = byte_off.tolist()

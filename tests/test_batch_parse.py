@@ -369,3 +369,64 @@ def test_messages_of_with_many_strings(enc, hnp):
     want = [enc.parse_messages_from_completion_tokens(c) for c in comps]
     assert [table.messages_of(b) for b in range(40)] == want == table.to_messages()
     assert want[7][0].recipient == "functions.f7"
+
+
+_TABLE_TAMPERING = r'''
+import json
+import numpy as np
+import harmony_np as h
+
+enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+msg = h.Message.from_role_and_content(h.Role.ASSISTANT, "calm seas " * 300).with_channel("final")
+toks = enc.render_conversation(h.Conversation.from_messages([msg]))
+out = {}
+
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "no error"
+    except Exception as exc:
+        out[name] = f"{type(exc).__name__}: {exc}"
+
+t = enc.parse_batch([toks] * 40)
+attempt("write", lambda: t.content_stop.__setitem__(0, 10**12))
+t.content_stop = np.full(40, 10**12)
+attempt("span past the end", t.content_texts)
+t = enc.parse_batch([toks] * 40)
+t.content_start = -np.ones(40, np.int64)
+attempt("negative span", lambda: t.messages_of(3))
+t = enc.parse_batch([toks] * 40)
+bad = t.tokens.copy()
+bad[10] = 300_000
+t.tokens = bad
+attempt("unknown id in a span", t.content_texts)
+t = enc.parse_batch([toks] * 40)
+t.content_stop = t.content_stop[:5]
+attempt("short column", t.content_texts)
+attempt("constructor", lambda: type(t)())
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.slow
+def test_tampered_table_columns_raise_instead_of_crashing(tmp_path):
+    # the gather kernel reads the table's spans and ids unchecked: a caller that writes into or
+    # replaces a column must get an error, not a read out of bounds (a segfault before)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "tamper.py"
+    script.write_text(_TABLE_TAMPERING)
+    root = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["write"].startswith("ValueError: assignment destination is read-only")
+    assert out["span past the end"].startswith("ValueError: row 0: content span")
+    assert out["negative span"].startswith("ValueError: row 3: content span -1:")
+    assert out["unknown id in a span"].startswith("ValueError: span 0 ") and "outside the byte table" in out["unknown id in a span"]
+    assert out["short column"] == "ValueError: the table's tokens, content_start and content_stop no longer fit its rows"
+    assert out["constructor"] == "TypeError: a MessageTable is made by HarmonyEncoding.parse_batch"

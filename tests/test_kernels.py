@@ -374,6 +374,22 @@ def test_gather_spans(kernels, vocab, token_bytes, case):
 
 
 @settings(deadline=None)
+@given(tokens_and_spans())
+def test_gather_spans_refuses_spans_with_unknown_ids(kernels, vocab, case):
+    # the one check the kernel makes itself (a MessageTable's columns are the caller's): a span
+    # holding an id past the byte table is a ValueError naming the first such span
+    tokens, spans = case
+    starts, stops = span_arrays(spans)
+    bad = [r for r, (x, z) in enumerate(spans) if any(t >= N_VOCAB for t in tokens[x:z])]
+    if not bad:
+        data, _ = kernels.gather_spans(vocab.flat, vocab.offsets, read_only(u32(tokens)), starts, stops)
+        assert data.dtype == np.uint8
+        return
+    with pytest.raises(ValueError, match=rf"^span {bad[0]} \("):
+        kernels.gather_spans(vocab.flat, vocab.offsets, read_only(u32(tokens)), starts, stops)
+
+
+@settings(deadline=None)
 @given(tokens_and_spans(), st.data())
 def test_gather_spans_serial_ranges(kernels, vocab, token_bytes, case, data):
     # the two serial kernels on spans lo:hi, as each thread runs them

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from .gate import ragged_buffers
+from .gate import offsets_problem, ragged_buffers
 from .lazy import kernels
 
 __all__ = ["RaggedTokens"]
@@ -143,8 +143,14 @@ class RaggedTokens:
         attn = np.zeros((n, width), dtype=np.uint8)
         pad_rows = kernels().pad_rows
 
-        # safe unchecked: the constructor proved 0 <= offsets[0] <= ... <= offsets[-1] <= len(tokens)
-        # == len(loss_mask), and the arrays are read-only copies
+        # the constructor proved 0 <= offsets[0] <= ... <= offsets[-1] <= len(tokens) ==
+        # len(loss_mask) and made the arrays read-only, but a caller may make them writeable
+        # again: checked once more (O(rows)) where the kernel reads memory at these offsets
+        problem = offsets_problem(self._offsets, self._tokens.shape[0])
+        if problem is None and self._loss_mask is not None and self._loss_mask.shape != self._tokens.shape:
+            problem = "loss_mask no longer has one value per token"
+        if problem is not None:
+            raise ValueError(f"RaggedTokens changed after it was made: {problem}")
         pad_rows(self._tokens, self._offsets, ids, attn, side == "left")
         if with_loss_mask:
             lm = np.zeros((n, width), dtype=np.uint8)

@@ -404,12 +404,17 @@ t = enc.parse_batch([toks] * 40)
 t.content_stop = t.content_stop[:5]
 attempt("short column", t.content_texts)
 attempt("constructor", lambda: type(t)())
+rows = enc.render_batch([h.Conversation.from_messages([msg])] * 3, mode="training")
+o = rows.offsets
+o.flags.writeable = True  # the caller's to do: the arrays own their memory
+o[1] = 10**9
+attempt("ragged offsets", lambda: rows.to_padded(0))
 print(json.dumps(out))
 '''
 
 
 @pytest.mark.slow
-def test_tampered_table_columns_raise_instead_of_crashing(tmp_path):
+def test_tampered_results_raise_instead_of_crashing(tmp_path):
     # the gather kernel reads the table's spans and ids unchecked: a caller that writes into or
     # replaces a column must get an error, not a read out of bounds (a segfault before)
     import json
@@ -430,3 +435,4 @@ def test_tampered_table_columns_raise_instead_of_crashing(tmp_path):
     assert out["unknown id in a span"].startswith("ValueError: span 0 ") and "outside the byte table" in out["unknown id in a span"]
     assert out["short column"] == "ValueError: the table's tokens, content_start and content_stop no longer fit its rows"
     assert out["constructor"] == "TypeError: a MessageTable is made by HarmonyEncoding.parse_batch"
+    assert out["ragged offsets"].startswith("ValueError: RaggedTokens changed after it was made: offsets must not decrease")

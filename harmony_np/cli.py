@@ -469,13 +469,18 @@ def cmd_render(args) -> int:
     cfg = RenderConversationConfig(auto_drop_analysis=not args.keep_analysis)
     next_role = Role(args.next_role)
     npz = args.output is not None and args.output.endswith(".npz")
-    want_mask = args.mode == "training" or args.loss_mask
+    chat = args.source_format == "chat"
+    mode = args.mode or ("training" if chat else "completion")
+    want_mask = mode == "training" or args.loss_mask or chat
     rows_tokens, rows_offsets, rows_mask, rows_line = [], [0], [], []
     with _Source(args.input) as src, _Run(src, args.output, args.quiet, "conversations", whole_file=npz) as run:
         failures = _Failures(src.name, args.keep_going)
         out = run.out
         for chunk in _chunks(src.lines(), CHUNK):
-            for no, toks, mask in _render_chunk(enc, chunk, args.mode, next_role, cfg, want_mask):
+            rendered = (
+                _render_chat_chunk(enc, chunk, mode, args) if chat else _render_chunk(enc, chunk, mode, next_role, cfg, want_mask)
+            )
+            for no, toks, mask in rendered:
                 if isinstance(toks, _Bad):
                     failures.report(no, toks)
                     if not npz:
@@ -538,6 +543,83 @@ def _render_chunk(enc, chunk, mode, next_role, cfg, want_mask) -> list:
     return [(no, conv, None) if isinstance(conv, _Bad) else (no, *next(rendered)) for no, conv in rows]
 
 
+def _chat_row(text: str) -> tuple:
+    """``(messages, tools)`` of a chat dataset's line: ``{"messages": [...], "tools": [...]}`` or a
+    bare list of messages."""
+    doc = _json(text)
+    if isinstance(doc, dict) and "messages" in doc:
+        messages, tools = doc["messages"], doc.get("tools")
+    elif isinstance(doc, list):
+        messages, tools = doc, None
+    else:
+        raise ValueError("expected a chat row: an object with 'messages' (and optional 'tools') or a list of messages")
+    if not isinstance(messages, list):
+        raise TypeError(f"'messages' must be a list of chat messages, got {type(messages).__name__}")
+    return messages, tools
+
+
+def _render_chat_chunk(enc, chunk, mode: str, args) -> list:
+    """(line number, tokens or :class:`_Bad`, mask) of each chat row of ``chunk``, in order."""
+    rows: list = []
+    for no, text in chunk:
+        if not isinstance(text, _Bad):
+            try:
+                text = _chat_row(text)
+            except _DATA_ERRORS as exc:
+                text = _bad(exc)
+        rows.append((no, text))
+    good = [row for _, row in rows if not isinstance(row, _Bad)]
+    if args.template == "harmony":
+        from .chat import from_chat
+        from .model import RenderConversationConfig
+
+        convs: list = []
+        for i, (messages, tools) in enumerate(good):
+            try:
+                convs.append(from_chat(messages, tools=tools, reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, conversation_start_date=args.date))
+            except _DATA_ERRORS as exc:
+                convs.append(_bad(exc))
+        cfg = RenderConversationConfig(auto_drop_analysis=not args.keep_analysis)
+        inner = [(None, c) for c in convs]
+        out = iter(_render_converted(enc, inner, mode, cfg))
+        return [(no, row, None) if isinstance(row, _Bad) else (no, *next(out)) for no, row in rows]
+    from .chat_render import render_rows
+
+    kw = dict(add_generation_prompt=mode == "completion", reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, date=args.date)
+    try:
+        rb = render_rows(enc, good, **kw)
+        rendered = iter([(rb[i], rb.row_mask(i)) for i in range(len(good))])
+    except _DATA_ERRORS:
+        one_by_one = []
+        for row in good:  # one by one, to tell which failed
+            try:
+                one = render_rows(enc, [row], **kw)
+            except _DATA_ERRORS as exc:
+                one_by_one.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
+                continue
+            one_by_one.append((one[0], one.row_mask(0)))
+        rendered = iter(one_by_one)
+    return [(no, row, None) if isinstance(row, _Bad) else (no, *next(rendered)) for no, row in rows]
+
+
+def _render_converted(enc, rows: list, mode: str, cfg) -> list:
+    """(tokens or :class:`_Bad`, mask) of already converted conversations (``(None, conv)``)."""
+    from .model import Role
+
+    out = []
+    for _, conv in rows:
+        if isinstance(conv, _Bad):
+            out.append((conv, None))
+            continue
+        try:
+            rb = enc.render_batch([conv], mode=mode, next_role=Role.ASSISTANT, config=cfg, loss_mask=True)
+        except _DATA_ERRORS as exc:
+            out.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
+            continue
+        out.append((rb[0], rb.row_mask(0)))
+    return out
+
+
 def _token_line(text: str) -> list:
     doc = _json(text)
     if isinstance(doc, dict):
@@ -592,6 +674,16 @@ def cmd_parse(args) -> int:
     enc = _encoding()
     role = Role(args.role) if args.role else None
     mode = "recover" if args.recover else "collect"
+    if args.target_format == "chat":
+        from .chat import to_chat
+
+        def write(msgs) -> str:
+            return json.dumps(to_chat(msgs), ensure_ascii=False)
+    else:
+
+        def write(msgs) -> str:
+            return json.dumps([m.to_dict() for m in msgs], ensure_ascii=False)
+
     with _Source(args.input, npz_ok=True) as src, _Run(src, args.output, args.quiet, "completions") as run:
         failures = _Failures(src.name, args.keep_going)
         out = run.out
@@ -609,7 +701,7 @@ def cmd_parse(args) -> int:
                 if err is not None:
                     # recovered: the messages, and what was repaired, by line
                     print(f"harmony-np: {src.name}:{no}: recovered: {err}", file=sys.stderr)
-                out.line(json.dumps([m.to_dict() for m in msgs], ensure_ascii=False))
+                out.line(write(msgs))
             run.progress()
     return run.exit_code(failures)
 
@@ -725,10 +817,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_args(sp)
-    sp.add_argument("--mode", choices=["completion", "conversation", "training"], default="completion")
+    sp.add_argument("--mode", choices=["completion", "conversation", "training"], default=None,
+                    help="completion (the default for harmony conversations): end with <|start|> and the next role; "
+                    "training (the default with --from chat): the last assistant turn ends in <|return|>")
     sp.add_argument("--next-role", default="assistant", help="role of the next turn in completion mode")
     sp.add_argument("--keep-analysis", action="store_true", help="do not drop analysis messages before a final one")
-    sp.add_argument("--loss-mask", action="store_true", help="also write the loss mask (always in training mode)")
+    sp.add_argument("--loss-mask", action="store_true", help="also write the loss mask (always in training mode and with --from chat)")
+    sp.add_argument("--from", dest="source_format", choices=["harmony", "chat"], default="harmony",
+                    help="input lines: harmony conversations (to_dict JSON) or chat rows "
+                    "({\"messages\": [...], \"tools\": [...]}, or a bare list of messages: the datasets' layout)")
+    sp.add_argument("--template", choices=["hf", "harmony"], default="hf",
+                    help="with --from chat: the gpt-oss chat template as transformers renders it (hf; the loss mask is "
+                    "its assistant mask), or harmony_np.chat.from_chat and the harmony renderer")
+    sp.add_argument("--reasoning-effort", default=None, help="with --from chat: the template's reasoning effort (default medium)")
+    sp.add_argument("--model-identity", default=None, help="with --from chat: the template's model identity")
+    sp.add_argument("--date", default=None, help="with --from chat: the current date the template prints (default today)")
     sp.set_defaults(func=cmd_render)
 
     sp = sub.add_parser(
@@ -745,6 +848,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--role", default=None, help="role of the completion when it starts after '<|start|>role'")
     sp.add_argument("--non-strict", action="store_true", help="tolerate a missing <|message|> as the model sometimes writes")
     sp.add_argument("--recover", action="store_true", help="read malformed completions by the recovery rules instead of failing (docs/recovery.md)")
+    sp.add_argument("--to", dest="target_format", choices=["harmony", "chat"], default="harmony",
+                    help="output lines: harmony messages (to_dict JSON), or the assistant chat message of each "
+                    "completion ({\"role\", \"content\", \"reasoning_content\", \"tool_calls\"}, harmony_np.chat.to_chat)")
     sp.set_defaults(func=cmd_parse)
 
     sp = sub.add_parser(

@@ -277,6 +277,46 @@ class HarmonyEncoding:
 
         return parse_batch(self, completions, offsets=offsets, role=role, strict=strict, errors=errors)
 
+    # -- chat format -----------------------------------------------------------------------
+    def apply_chat_template(
+        self,
+        conversation,
+        *,
+        tools=None,
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+        return_dict: bool = False,
+        return_assistant_tokens_mask: bool = False,
+        reasoning_effort: Optional[str] = None,
+        model_identity: Optional[str] = None,
+        builtin_tools=None,
+        date=None,
+    ):
+        """Chat-format messages through the gpt-oss chat template, as Hugging Face's
+        ``tokenizer.apply_chat_template`` renders it (character for character).
+
+        ``conversation`` is a list of chat messages (dicts with ``role``, ``content``, and for
+        assistant turns ``thinking`` or ``tool_calls``), or a list of such lists (a batch).
+        ``tools`` are OpenAI-style function tools; ``reasoning_effort``, ``model_identity`` and
+        ``builtin_tools`` (``"browser"``, ``"python"``) are the template's variables (None: its
+        default); ``date`` is the current date it prints (None: today).
+
+        One conversation: the text (``tokenize=False``), its ids (``encode(text,
+        allowed_special="all")``), or with ``return_dict`` ``{"input_ids": ...}`` plus
+        ``"assistant_masks"`` (1 on every assistant turn's tokens, ``<|start|>`` through its
+        terminator) when ``return_assistant_tokens_mask``. A batch: a list of texts, or a
+        :class:`~harmony_np.ragged.RaggedTokens` whose ``loss_mask`` is the assistant mask (with
+        ``return_dict``, ``{"input_ids": rows, "assistant_masks": rows of the mask}``); row ``i``
+        equals the single call of conversation ``i``. Where the template raises, this raises
+        :class:`~harmony_np.chat_template.ChatTemplateError` (a ``ValueError``) with its
+        message.
+        """
+        return lazy_module("chat_render").apply_chat_template(
+            self, conversation, tools=tools, add_generation_prompt=add_generation_prompt, tokenize=tokenize,
+            return_dict=return_dict, return_assistant_tokens_mask=return_assistant_tokens_mask,
+            reasoning_effort=reasoning_effort, model_identity=model_identity, builtin_tools=builtin_tools, date=date,
+        )
+
     # -- parsing ---------------------------------------------------------------------------
     def parse_messages_from_completion_tokens(
         self, tokens: Sequence[int], role: Optional[Role] = None, *, strict: bool = True

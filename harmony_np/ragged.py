@@ -53,6 +53,33 @@ class RaggedTokens:
         self._set(tokens, offsets, loss_mask)
         return self
 
+    @classmethod
+    def from_pieces(cls, blobs: List[Any], occ: List[int], flags: List[int], row_occ: List[int], with_mask: bool) -> "RaggedTokens":
+        """Rows assembled from a table of distinct pieces: ``blobs[p]`` holds piece ``p``'s ids
+        (anything with the buffer protocol of ``uint32``: an ``array('I')`` or a ``uint32``
+        array), ``occ`` the pieces of every row back to back, row ``r`` being
+        ``occ[row_occ[r]:row_occ[r + 1]]``; ``flags[k]`` is the loss-mask value of occurrence
+        ``k``'s tokens. The copy is one kernel call, rows in parallel."""
+        count = len(blobs)
+        piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=count)
+        piece_off = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(piece_len, out=piece_off[1:])
+        piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32) if count else np.zeros(0, np.uint32)
+        occ_arr = np.asarray(occ, dtype=np.int64)
+        if occ_arr.size and (int(occ_arr.min()) < 0 or int(occ_arr.max()) >= count):
+            raise ValueError("RaggedTokens.from_pieces: an occurrence names no piece")
+        flag_arr = np.asarray(flags, dtype=np.uint8)
+        row_off = np.asarray(row_occ, dtype=np.int64)
+        if flag_arr.shape != occ_arr.shape or row_off.shape[0] < 1 or row_off[0] != 0 or row_off[-1] != occ_arr.shape[0] or bool((np.diff(row_off) < 0).any()):
+            raise ValueError("RaggedTokens.from_pieces: occurrences, flags and rows do not fit together")
+        occ_cum = np.zeros(occ_arr.shape[0] + 1, dtype=np.int64)
+        np.cumsum(piece_len[occ_arr], out=occ_cum[1:])
+        offsets = occ_cum[row_off]
+        tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
+        mask = np.zeros(tokens.shape[0] if with_mask else 0, dtype=np.uint8)
+        kernels().assemble_rows(piece_pool, piece_off, occ_arr, flag_arr, row_off, offsets, tokens, mask, with_mask)
+        return cls.adopt(tokens, offsets, mask if with_mask else None)
+
     def _set(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> None:
         for a in (tokens, offsets, loss_mask):
             if a is not None:

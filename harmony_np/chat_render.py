@@ -15,10 +15,11 @@ one kernel call.
 
 from __future__ import annotations
 
-import array
 import re
 from sys import getsizeof
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from .chat_template import render_chunks, template_date, template_variables
 from .errors import with_index
@@ -68,51 +69,66 @@ def _single(enc, pieces: List[str], flags: List[bool], want_mask: bool) -> Tuple
 
 
 class _Pool:
-    """The distinct pieces of a batch by value: special tokens and texts between them, each with a
-    piece id; texts wait in ``pending`` until :meth:`flush` encodes them in joined calls.
-
-    (Handing slices of fresh text to a pool thread while the next rows render was measured
-    slower, 0.167-0.204 s against 0.160 s for 4,000 rows: a slice's thread waits for the GIL,
-    which the rendering thread gives up only every switch interval.)"""
+    """The distinct pieces of a batch by value. A text piece's id is its place among the batch's
+    texts (0, 1, ...), whose ids :meth:`flush` encodes in joined calls into flat arrays, in that
+    order; a special token's is ``-1 - token`` until :meth:`table` puts the special tokens after
+    the texts. No Python object per piece is kept past its encoding."""
 
     def __init__(self, enc) -> None:
         self.enc = enc
         self.renderer = enc.renderer
-        self.ids: Dict[Any, int] = {}
-        self.blobs: List[Any] = []
-        self.pending: List[Tuple[int, str]] = []
+        self.ids: Dict[str, int] = {}
+        self.pending: List[str] = []
+        self.encoded: List[Tuple[Any, Any]] = []  # (flat ids, ids per text) of each flush
+        self.n_texts = 0
         self.bytes = 0
-
-    def special(self, token: int) -> int:
-        key = ("special", token)
-        pid = self.ids.get(key)
-        if pid is None:
-            pid = self.ids[key] = len(self.blobs)
-            self.blobs.append(array.array("I", [token]))
-        return pid
 
     def text(self, text: str) -> int:
         pid = self.ids.get(text)
         if pid is None:
-            pid = self.ids[text] = len(self.blobs)
-            self.blobs.append(None)
-            if text.isascii() or _encodable(text):
-                self.pending.append((pid, text))
-                self.bytes += _POOL_ENTRY_BYTES + getsizeof(text)
-            else:
-                # a lone surrogate: tiktoken's wrapper replaces it (as encode(text) does)
-                self.blobs[pid] = array.array("I", self.enc.encode_ordinary(text))
+            if not (text.isascii() or _encodable(text)):
+                # a lone surrogate: tiktoken's wrapper replaces it (as encode(text) does); its own
+                # piece, in order, encoded now
+                self._flush_pending()
+                toks = self.enc.encode_ordinary(text)
+                self.encoded.append((np.asarray(toks, dtype=np.uint32), np.array([len(toks)], np.int64)))
+                pid = self.ids[text] = self.n_texts
+                self.n_texts += 1
+                return pid
+            pid = self.ids[text] = self.n_texts
+            self.n_texts += 1
+            self.pending.append(text)
+            self.bytes += _POOL_ENTRY_BYTES + getsizeof(text)
         return pid
+
+    def _flush_pending(self) -> None:
+        if self.pending:
+            self.encoded.append(self.renderer.encode_texts_flat(self.pending))
+            self.pending = []
 
     def flush(self) -> None:
         """Encode the pending texts and forget the dedup index (piece ids stay valid)."""
-        if self.pending:
-            texts = [t for _, t in self.pending]
-            for (pid, _), blob in zip(self.pending, self.renderer.encode_texts(texts)):
-                self.blobs[pid] = blob
-            self.pending = []
+        self._flush_pending()
         self.ids.clear()
         self.bytes = 0
+
+    def table(self, occ: List[int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(pool, pool_off, occurrences)`` for :meth:`RaggedTokens.from_piece_table`."""
+        self.flush()
+        occ_arr = np.asarray(occ, dtype=np.int64)
+        specials = occ_arr < 0
+        flats = [f for f, _ in self.encoded]
+        lengths = [n for _, n in self.encoded]
+        if specials.any():
+            used = np.unique(occ_arr[specials])  # -1 - token, ascending: tokens descending
+            flats.append((-1 - used).astype(np.uint32))
+            lengths.append(np.ones(used.shape[0], np.int64))
+            occ_arr[specials] = self.n_texts + np.searchsorted(used, occ_arr[specials])
+        pool = np.concatenate(flats) if flats else np.zeros(0, np.uint32)
+        piece_len = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        pool_off = np.zeros(piece_len.shape[0] + 1, dtype=np.int64)
+        np.cumsum(piece_len, out=pool_off[1:])
+        return pool, pool_off, occ_arr
 
 
 def _encodable(text: str) -> bool:
@@ -137,7 +153,7 @@ def _chunk_pieces(chunk: str, split, special_id: Dict[str, int], pool: "_Pool") 
             continue
         if text:
             out.append(pool.text(text))
-        out.append(pool.special(token))
+        out.append(-1 - token)
         text = parts[k + 1]
     if text:
         out.append(pool.text(text))
@@ -169,8 +185,8 @@ def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt:
         if pool.bytes > BATCH_POOL_MAX_BYTES:
             pool.flush()
             memo.clear()
-    pool.flush()
-    return RaggedTokens.from_pieces(pool.blobs, occ, occ_flag, row_occ, want_mask)
+    table, table_off, occ_arr = pool.table(occ)
+    return RaggedTokens.from_piece_table(table, table_off, occ_arr, occ_flag, row_occ, want_mask)
 
 
 def _is_batch(conversation: Any) -> bool:

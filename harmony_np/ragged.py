@@ -54,30 +54,43 @@ class RaggedTokens:
         return self
 
     @classmethod
-    def from_pieces(cls, blobs: List[Any], occ: List[int], flags: List[int], row_occ: List[int], with_mask: bool) -> "RaggedTokens":
+    def from_pieces(cls, blobs: List[Any], occ: Any, flags: Any, row_occ: Any, with_mask: bool) -> "RaggedTokens":
         """Rows assembled from a table of distinct pieces: ``blobs[p]`` holds piece ``p``'s ids
         (anything with the buffer protocol of ``uint32``: an ``array('I')`` or a ``uint32``
-        array), ``occ`` the pieces of every row back to back, row ``r`` being
-        ``occ[row_occ[r]:row_occ[r + 1]]``; ``flags[k]`` is the loss-mask value of occurrence
-        ``k``'s tokens. The copy is one kernel call, rows in parallel."""
+        array); see :meth:`from_piece_table` for the rest."""
         count = len(blobs)
         piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=count)
         piece_off = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(piece_len, out=piece_off[1:])
         piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32) if count else np.zeros(0, np.uint32)
-        occ_arr = np.asarray(occ, dtype=np.int64)
+        return cls.from_piece_table(piece_pool, piece_off, occ, flags, row_occ, with_mask)
+
+    @classmethod
+    def from_piece_table(cls, pool: np.ndarray, pool_off: np.ndarray, occ: Any, flags: Any, row_occ: Any, with_mask: bool) -> "RaggedTokens":
+        """Rows assembled from pieces: piece ``p`` is ``pool[pool_off[p]:pool_off[p + 1]]``,
+        ``occ`` the pieces of every row back to back (row ``r`` is
+        ``occ[row_occ[r]:row_occ[r + 1]]``), ``flags[k]`` the loss-mask value of occurrence
+        ``k``'s tokens. Checked here (the kernel copies unchecked); the copy is one kernel call,
+        rows in parallel."""
+        pool = np.ascontiguousarray(pool, dtype=np.uint32)
+        pool_off = np.ascontiguousarray(pool_off, dtype=np.int64)
+        occ_arr = np.ascontiguousarray(occ, dtype=np.int64)
+        flag_arr = np.ascontiguousarray(flags, dtype=np.uint8)
+        row_off = np.ascontiguousarray(row_occ, dtype=np.int64)
+        count = pool_off.shape[0] - 1
+        if count < 0 or pool_off[0] != 0 or pool_off[-1] != pool.shape[0] or bool((np.diff(pool_off) < 0).any()):
+            raise ValueError("RaggedTokens.from_piece_table: pool_off is not a layout of the pool")
         if occ_arr.size and (int(occ_arr.min()) < 0 or int(occ_arr.max()) >= count):
-            raise ValueError("RaggedTokens.from_pieces: an occurrence names no piece")
-        flag_arr = np.asarray(flags, dtype=np.uint8)
-        row_off = np.asarray(row_occ, dtype=np.int64)
+            raise ValueError("RaggedTokens.from_piece_table: an occurrence names no piece")
         if flag_arr.shape != occ_arr.shape or row_off.shape[0] < 1 or row_off[0] != 0 or row_off[-1] != occ_arr.shape[0] or bool((np.diff(row_off) < 0).any()):
-            raise ValueError("RaggedTokens.from_pieces: occurrences, flags and rows do not fit together")
+            raise ValueError("RaggedTokens.from_piece_table: occurrences, flags and rows do not fit together")
+        piece_len = np.diff(pool_off)
         occ_cum = np.zeros(occ_arr.shape[0] + 1, dtype=np.int64)
         np.cumsum(piece_len[occ_arr], out=occ_cum[1:])
         offsets = occ_cum[row_off]
         tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
         mask = np.zeros(tokens.shape[0] if with_mask else 0, dtype=np.uint8)
-        kernels().assemble_rows(piece_pool, piece_off, occ_arr, flag_arr, row_off, offsets, tokens, mask, with_mask)
+        kernels().assemble_rows(pool, pool_off, occ_arr, flag_arr, row_off, offsets, tokens, mask, with_mask)
         return cls.adopt(tokens, offsets, mask if with_mask else None)
 
     def _set(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> None:

@@ -172,6 +172,18 @@ _JOIN_ID = 200999
 _JOIN_SET = frozenset([_JOIN_TEXT])
 
 
+def _encode_joined_flat(buf, texts: List[str]) -> tuple:
+    """``(tokens, lengths)``: the ids of ``texts`` back to back (separators dropped) and how many
+    each has, from one joined tiktoken call."""
+    arr = np.frombuffer(buf(_JOIN_TEXT.join(texts), _JOIN_SET), dtype=np.uint32)
+    cuts = np.flatnonzero(arr == _JOIN_ID)
+    bounds = np.empty(cuts.shape[0] + 2, dtype=np.int64)
+    bounds[0] = -1
+    bounds[1:-1] = cuts
+    bounds[-1] = arr.shape[0]
+    return arr[arr != _JOIN_ID], np.diff(bounds) - 1
+
+
 def _encode_joined(buf, texts: List[str]) -> List[np.ndarray]:
     arr = np.frombuffer(buf(_JOIN_TEXT.join(texts), _JOIN_SET), dtype=np.uint32)
     cuts = np.flatnonzero(arr == _JOIN_ID)
@@ -216,6 +228,33 @@ class Renderer:
         return run_parallel(tasks)
 
     # -- encoding of texts -----------------------------------------------------------------
+
+    def encode_texts_flat(self, texts: Sequence[str]) -> tuple:
+        """``(tokens, lengths)`` of fresh ``texts``: their ids back to back (``uint32``) and the
+        number of ids of each (``int64``), in joined tiktoken calls split over the thread pool
+        when there is enough text; no Python object per text. A text holding the join token's
+        text is refused (``ValueError``): callers cut their texts at special tokens first.
+        Raises ``UnicodeEncodeError`` for a text with a lone surrogate."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros(0, np.uint32), np.zeros(0, np.int64)
+        buf = self._encode_buffer
+        if buf is None:  # pragma: no cover - tiktoken without the buffer API
+            lists = [self._encode(t) for t in texts]
+            return np.fromiter((x for toks in lists for x in toks), dtype=np.uint32), np.array([len(t) for t in lists], np.int64)
+        sizes = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        total = int(sizes.sum())
+        if any(_JOIN_TEXT in t for t in texts if "<|" in t):
+            raise ValueError("a text to encode holds the join token's text")
+        workers = self._workers
+        if workers > 1 and total >= BATCH_PARALLEL_MIN_CHARS:
+            cum = np.cumsum(sizes)
+            cuts = np.searchsorted(cum, [total * i / workers for i in range(1, workers)]).tolist()
+            bounds = [0] + [min(c + 1, len(texts)) for c in cuts] + [len(texts)]
+            groups = [texts[a:z] for a, z in zip(bounds, bounds[1:]) if z > a]
+            parts = self.run_parallel(lambda core, g: _encode_joined_flat(core.encode_to_tiktoken_buffer, g), groups)
+            return np.concatenate([t for t, _ in parts]), np.concatenate([n for _, n in parts])
+        return _encode_joined_flat(buf, texts)
 
     def encode_texts(self, texts: Sequence[str]) -> list:
         """``uint32`` buffers (or ``array('I')``) of ``texts``, for a batch: cached ones from the text

@@ -555,3 +555,36 @@ def test_help_examples_run(tmp_path, hnp, enc):
     help_text = run(["--help"], check_rc=0).stdout
     examples = help_text.split("examples:", 1)[1].split("\n\n", 1)[0]
     _run_examples(tmp_path, hnp, enc, _shell_lines(examples))
+
+
+def _chat_rows():
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    good = {"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris, caf\u00e9 time?"},
+        {"role": "assistant", "thinking": "use the tool", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"t": 20}'},
+        {"role": "assistant", "content": "20 degrees."},
+    ], "tools": tools}
+    bare = [{"role": "user", "content": "hi"}, {"role": "assistant", "thinking": "greet", "content": "hello"}]
+    tagged = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "<|channel|>final<|message|>y"}]
+    return good, bare, tagged
+
+
+@pytest.mark.slow
+def test_render_from_chat_rows_equal_apply_chat_template(tmp_path, enc):
+    # one line per chat row (the datasets' layout, or a bare list), bad rows as placeholders in
+    # place; each good line is the row's apply_chat_template ids and assistant mask
+    good, bare, tagged = _chat_rows()
+    src = tmp_path / "chat.jsonl"
+    src.write_text("\n".join([json.dumps(good), json.dumps(bare), "not json", json.dumps(tagged)]) + "\n")
+    r = run(["render", "--from", "chat", "--date", "2025-08-05", "--keep-going", str(src)], check_rc=1)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 4
+    for line, (messages, tools) in zip(lines[:2], [(good["messages"], good["tools"]), (bare, None)]):
+        want = enc.apply_chat_template(messages, tools=tools, return_dict=True, return_assistant_tokens_mask=True, date="2025-08-05")
+        assert line == {"tokens": want["input_ids"], "loss_mask": want["assistant_masks"]}
+    assert lines[2]["error_type"] == "JSONDecodeError" and lines[2]["line"] == 3
+    assert lines[3]["error_type"] == "ChatTemplateError" and "<|channel|> tags in the content field" in lines[3]["error"]
+    assert f"{src}:4: ChatTemplateError" in r.stderr

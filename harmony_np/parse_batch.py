@@ -149,6 +149,24 @@ class MessageTable:
         self._build(lo, hi, texts, out, int(self.completion[lo]))
         return out[0]
 
+    def to_chat(self, *, call_id_prefix: str = "call_") -> List[Optional[dict]]:
+        """The assistant's chat message of every completion: ``to_chat(self.messages_of(b))``
+        of :func:`harmony_np.chat.to_chat` for completion ``b``, or None for a completion with an
+        error and no messages (an empty answer would hide the error). An error of one
+        completion's conversion is raised with its index (``completion 3: messages[1]: ...``)."""
+        from .chat import to_chat  # here, not at import: importing harmony_np does not load chat
+
+        out: List[Optional[dict]] = []
+        for b, messages in enumerate(self.to_messages()):
+            if not messages and self.errors[b] is not None:
+                out.append(None)
+                continue
+            try:
+                out.append(to_chat(messages, call_id_prefix=call_id_prefix))
+            except (TypeError, ValueError) as exc:
+                raise with_index(exc, f"completion {b}") from exc
+        return out
+
 
 def parse_batch(encoding, completions: Any, *, offsets: Any = None, role: Any = None, strict: Any = True, errors: str = "raise") -> MessageTable:
     """Parse many completions at once; see :meth:`HarmonyEncoding.parse_batch`."""

@@ -17,13 +17,13 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "harmony_np"
 
 # lowest first; a module may import from any earlier layer, never from its own or a later one
 LAYERS: List[Set[str]] = [
-    {"_version", "errors", "records", "tuning"},  # no imports of harmony_np
+    {"_version", "errors", "records", "tuning", "chat_template"},  # no imports of harmony_np
     {"caches", "threads"},
     {"vocab", "rust_text"},  # rust_text: openai_harmony's error texts that come from Rust
     {"model", "kernels"},  # kernels: the Numba code, on NumPy arrays only
     {"gate", "lazy"},  # gate: the one input gate; lazy: the kernels' first import
-    {"schema", "header", "ragged"},
-    {"render", "parse"},
+    {"schema", "header", "ragged", "chat"},  # chat: chat-format data <-> harmony messages (model only)
+    {"render", "parse", "chat_render"},
     {"render_batch", "recover"},
     {"stream", "parse_batch"},
     {"encoding"},  # the facade

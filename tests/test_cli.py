@@ -588,3 +588,24 @@ def test_render_from_chat_rows_equal_apply_chat_template(tmp_path, enc):
     assert lines[2]["error_type"] == "JSONDecodeError" and lines[2]["line"] == 3
     assert lines[3]["error_type"] == "ChatTemplateError" and "<|channel|> tags in the content field" in lines[3]["error"]
     assert f"{src}:4: ChatTemplateError" in r.stderr
+
+
+@pytest.mark.slow
+def test_render_from_chat_through_harmony_and_parse_to_chat(tmp_path, enc):
+    # --template harmony: from_chat, then the harmony renderer (training: the loss mask on); parse
+    # --to chat gives back each completion's assistant chat message
+    from harmony_np.chat import from_chat, to_chat
+
+    good, bare, _ = _chat_rows()
+    src = tmp_path / "chat.jsonl"
+    src.write_text(json.dumps(good) + "\n" + json.dumps(bare) + "\n")
+    r = run(["render", "--from", "chat", "--template", "harmony", str(src)], check_rc=0)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    for line, (messages, tools) in zip(lines, [(good["messages"], good["tools"]), (bare, None)]):
+        rows = enc.render_batch([from_chat(messages, tools=tools)], mode="training", loss_mask=True)
+        assert line == {"tokens": rows[0].tolist(), "loss_mask": rows.row_mask(0).tolist()}
+    completion = enc.render_conversation(from_chat(bare))[-12:]
+    start = len(completion) - completion[::-1].index(200006) - 1  # the last message, from its <|start|>
+    comp = completion[start:]
+    r = run(["parse", "--to", "chat", "-"], stdin=json.dumps(comp) + "\n", check_rc=0)
+    assert json.loads(r.stdout) == to_chat(enc.parse_messages_from_completion_tokens(comp))

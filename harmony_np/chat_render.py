@@ -38,15 +38,16 @@ _POOL_ENTRY_BYTES = 160  # a dict slot, a pending tuple, a blob's header (as ren
 _MEMO_ENTRY_BYTES = 120  # a memo's dict slot and tuple header
 
 
-def _pieces(chunks: List[str], gen: List[bool]) -> Tuple[List[str], List[bool]]:
+def _pieces(chunks: List[tuple], gen: List[bool]) -> Tuple[List[str], List[bool]]:
     """Consecutive chunks of the same kind joined: the text between two generation marks."""
     pieces: List[str] = []
     flags: List[bool] = []
     for chunk, g in zip(chunks, gen):
+        text = "".join(chunk)
         if flags and flags[-1] == g:
-            pieces[-1] += chunk
+            pieces[-1] += text
         else:
-            pieces.append(chunk)
+            pieces.append(text)
             flags.append(g)
     return pieces, flags
 
@@ -140,7 +141,8 @@ def _encodable(text: str) -> bool:
 
 
 def _chunk_pieces(chunk: str, split, special_id: Dict[str, int], pool: "_Pool") -> List[int]:
-    """The piece ids of one chunk: the special tokens and the texts between them."""
+    """The piece ids of a text cut at its special tokens: the special tokens and the texts
+    between them."""
     if "<|" not in chunk:
         return [pool.text(chunk)]
     out: List[int] = []
@@ -167,20 +169,32 @@ def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt:
     occ_flag: List[int] = []
     row_occ: List[int] = [0]
     split = _SPECIAL_LIKE.split
-    memo: Dict[str, Tuple[int, ...]] = {}  # chunk text -> its piece ids (system, developer, ...)
+    memo: Dict[str, Tuple[int, ...]] = {}  # template text -> its piece ids
     for index, conversation in enumerate(conversations):
         try:
             chunks, gen = render_chunks(conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, **variables)
         except Exception as exc:
             raise with_index(exc, f"conversation {index}") from exc
-        # every chunk runs from a <|start|> to its terminator: chunks are tokenized apart
+        # every chunk runs from a <|start|> to after a special token: chunks are tokenized apart,
+        # and so is each content in a chunk (it sits between two special tokens)
         for chunk, g in zip(chunks, gen):
-            pids = memo.get(chunk)
-            if pids is None:
-                pids = memo[chunk] = tuple(_chunk_pieces(chunk, split, special_id, pool))
-                pool.bytes += _MEMO_ENTRY_BYTES + getsizeof(chunk) + 8 * len(pids)
-            occ += pids
-            occ_flag += (1,) * len(pids) if g else (0,) * len(pids)
+            start = len(occ)
+            for k, part in enumerate(chunk):
+                if k & 1:  # a content
+                    if not part:
+                        continue
+                    if "<|" in part:
+                        occ += _chunk_pieces(part, split, special_id, pool)
+                    else:
+                        occ.append(pool.text(part))
+                    continue
+                pids = memo.get(part)  # the template's text: recurs (headers, the system message)
+                if pids is None:
+                    pids = memo[part] = tuple(_chunk_pieces(part, split, special_id, pool))
+                    pool.bytes += _MEMO_ENTRY_BYTES + getsizeof(part) + 8 * len(pids)
+                occ += pids
+            n = len(occ) - start
+            occ_flag += (1,) * n if g else (0,) * n
         row_occ.append(len(occ))
         if pool.bytes > BATCH_POOL_MAX_BYTES:
             pool.flush()

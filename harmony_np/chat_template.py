@@ -398,6 +398,24 @@ def _has_channel_tags(text: Any) -> bool:
     return _contains(text, _ANALYSIS_TAG) or _contains(text, _FINAL_TAG)
 
 
+def _turn(prefix: str, value: Any, suffix: str) -> tuple:
+    """``prefix + value + suffix`` as a chunk ``(prefix, value, suffix)``: a text between two
+    template parts that end and begin with special tokens, so that it is tokenized alone. A value
+    that is not a str is added as the template adds it (its TypeError, or Undefined's error)."""
+    if value.__class__ is str:
+        return (prefix, value, suffix)
+    return (prefix + value + suffix,)
+
+
+def _cat(turns: List[tuple]) -> tuple:
+    """Turns of one generation block as one chunk, the template text between them joined."""
+    out = list(turns[0])
+    for turn in turns[1:]:
+        out[-1] += turn[0]
+        out += turn[1:]
+    return tuple(out)
+
+
 def render_chunks(
     messages: Sequence[Any],
     tools: Any = None,
@@ -407,11 +425,14 @@ def render_chunks(
     model_identity: Any = _NOT_PASSED,
     builtin_tools: Any = _NOT_PASSED,
     date: str,
-) -> Tuple[List[str], List[bool]]:
-    """``(chunks, in_generation)``: the template's output as text chunks and, for each, whether
-    it is inside a generation block (an assistant turn, from its ``<|start|>`` through its
-    terminator). ``"".join(chunks)`` is the template's text."""
-    out: List[str] = ["<|start|>system<|message|>" + system_message(model_identity, reasoning_effort, builtin_tools, tools, date) + "<|end|>"]
+) -> Tuple[List[tuple], List[bool]]:
+    """``(chunks, in_generation)``: the template's output as chunks and, for each, whether it is
+    inside a generation block (an assistant turn, from its ``<|start|>`` through its terminator).
+    A chunk is a tuple of strings, the template's own text at even places and, at odd places, a
+    value of the data that sits between a special token and a special token (a content); each
+    chunk starts at a ``<|start|>`` and ends after a special token, so chunks are tokenized apart.
+    The template's text is the chunks' strings joined."""
+    out: List[tuple] = [("<|start|>system<|message|>" + system_message(model_identity, reasoning_effort, builtin_tools, tools, date) + "<|end|>",)]
     gen: List[bool] = [False]
     first = item(messages, 0)
     role0 = attr(first, "role")
@@ -428,7 +449,7 @@ def render_chunks(
         if tools:
             parts += ["# Tools\n\n", tool_namespace("functions", tools)]
         parts.append("<|end|>")
-        out.append("".join(parts))
+        out.append(("".join(parts),))
         gen.append(False)
     last_tool_call: Any = None
     n = len(loop_messages)
@@ -454,38 +475,37 @@ def render_chunks(
                 if content and thinking:
                     raise ChatTemplateError(_BOTH_WITH_TOOL_CALLS)
                 elif content and not future_final:
-                    parts.append("<|start|>assistant<|channel|>analysis<|message|>" + content + "<|end|>")
+                    parts.append(_turn("<|start|>assistant<|channel|>analysis<|message|>", content, "<|end|>"))
                 elif thinking and not future_final:
-                    parts.append("<|start|>assistant<|channel|>analysis<|message|>" + thinking + "<|end|>")
+                    parts.append(_turn("<|start|>assistant<|channel|>analysis<|message|>", thinking, "<|end|>"))
                 name = attr(call, "name")
                 content_type = attr(call, "content_type")
-                parts.append("<|start|>assistant to=")
-                parts.append("functions." + name + "<|channel|>commentary ")
-                parts.append((content_type if _is_defined(content_type) else "json") + "<|message|>")
-                parts.append(_tojson(attr(call, "arguments")))
-                parts.append("<|call|>")
+                header = "<|start|>assistant to=" + ("functions." + name + "<|channel|>commentary ")
+                header += (content_type if _is_defined(content_type) else "json") + "<|message|>"
+                parts.append(_turn(header, _tojson(attr(call, "arguments")), "<|call|>"))
                 last_tool_call = name
             elif index == n - 1 and not add_generation_prompt:
                 # the last turn in training: its thinking kept, ended by <|return|>
                 parts = []
                 if _contains(message, "thinking"):
-                    parts.append("<|start|>assistant<|channel|>analysis<|message|>" + attr(message, "thinking") + "<|end|>")
-                parts.append("<|start|>assistant<|channel|>final<|message|>" + attr(message, "content") + "<|return|>")
+                    parts.append(_turn("<|start|>assistant<|channel|>analysis<|message|>", attr(message, "thinking"), "<|end|>"))
+                parts.append(_turn("<|start|>assistant<|channel|>final<|message|>", attr(message, "content"), "<|return|>"))
             else:
-                parts = ["<|start|>assistant<|channel|>final<|message|>" + attr(message, "content") + "<|end|>"]
+                parts = [_turn("<|start|>assistant<|channel|>final<|message|>", attr(message, "content"), "<|end|>")]
                 last_tool_call = None
-            out.append("".join(parts))
+            out.append(_cat(parts))
             gen.append(True)
         elif role == "tool":
             if last_tool_call is None:
                 raise ChatTemplateError(_TOOL_WITHOUT_CALL)
-            out.append("<|start|>functions." + last_tool_call + " to=assistant<|channel|>commentary<|message|>" + _tojson(attr(message, "content")) + "<|end|>")
+            prefix = "<|start|>functions." + last_tool_call + " to=assistant<|channel|>commentary<|message|>"
+            out.append(_turn(prefix, _tojson(attr(message, "content")), "<|end|>"))
             gen.append(False)
         elif role == "user":
-            out.append("<|start|>user<|message|>" + attr(message, "content") + "<|end|>")
+            out.append(_turn("<|start|>user<|message|>", attr(message, "content"), "<|end|>"))
             gen.append(False)
     if add_generation_prompt:
-        out.append("<|start|>assistant")
+        out.append(("<|start|>assistant",))
         gen.append(False)
     return out, gen
 
@@ -521,4 +541,4 @@ def render_text(messages: Sequence[Any], tools: Any = None, add_generation_promp
     chunks, _ = render_chunks(
         messages, tools, add_generation_prompt, date=template_date(date), **template_variables(reasoning_effort, model_identity, builtin_tools)
     )
-    return "".join(chunks)
+    return "".join("".join(c) for c in chunks)

@@ -7,6 +7,7 @@ answer.
 
 import importlib.util
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,47 @@ class Batch:
         return len(rb.tokens) / (time.perf_counter() - t0)
 
     track_render_batch_tokens_per_second.unit = "tokens/s"
+
+
+class JsonRowsBatch:
+    """render_batch of 10,000 rows read from JSON: every row its own ``Conversation.from_json``,
+    so its system and developer messages (four function tools with nested schemas) are equal
+    to every other row's but distinct objects, found by value."""
+
+    number = 1
+    repeat = (2, 3, 60.0)
+    warmup_time = 0.0
+    timeout = 300
+
+    def setup(self):
+        self.rows = scenarios.json_row_batch_inputs(h, 10_000, seed=next(_TAGS))
+        # the assembly kernel loads from numba's cache and the threads get their BPE copies
+        _ENC.render_batch(scenarios.json_row_batch_inputs(h, 2_000, seed=next(_TAGS)))
+
+    def time_render_batch_10k_json_rows(self):
+        _ENC.render_batch(self.rows)
+
+
+class ChatTemplate:
+    """apply_chat_template of 4,000 chat rows (the messages convention, thinking on assistant
+    turns) to ids and assistant masks, from the rows and from JSON Lines text."""
+
+    number = 1
+    repeat = (3, 10, 60.0)
+    warmup_time = 0.0
+
+    def setup(self):
+        if not hasattr(_ENC, "apply_chat_template"):
+            raise NotImplementedError("no apply_chat_template in this version")
+        self.rows = scenarios.chat_rows(4000)
+        self.lines = [json.dumps({"messages": m}) for m in self.rows]
+        _ENC.apply_chat_template(scenarios.chat_rows(200, seed=-1), return_dict=True, return_assistant_tokens_mask=True)
+
+    def time_apply_chat_template_4k(self):
+        _ENC.apply_chat_template(self.rows, return_dict=True, return_assistant_tokens_mask=True)
+
+    def time_apply_chat_template_4k_from_jsonl(self):
+        _ENC.apply_chat_template([json.loads(x)["messages"] for x in self.lines], return_dict=True, return_assistant_tokens_mask=True)
 
 
 class Memory:

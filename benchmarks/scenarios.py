@@ -182,6 +182,80 @@ def batch_inputs(h: ModuleType, n: int, seed: int = 0) -> List[Any]:
     ]
 
 
+def travel_tools(h: ModuleType) -> List[Any]:
+    """A few function tools with nested parameter schemas, as chat datasets declare them."""
+    T = h.ToolDescription.new
+    return [
+        T(
+            "search_flights",
+            "Searches flights between two airports on a date.",
+            {
+                "type": "object",
+                "properties": {
+                    "origin": {"type": "string", "description": "IATA code of the departure airport"},
+                    "destination": {"type": "string", "description": "IATA code of the arrival airport"},
+                    "date": {"type": "string", "format": "date"},
+                    "passengers": {
+                        "type": "object",
+                        "properties": {"adults": {"type": "integer", "minimum": 1}, "children": {"type": "integer", "minimum": 0}},
+                        "required": ["adults"],
+                    },
+                    "cabin": {"type": "string", "enum": ["economy", "premium", "business", "first"], "default": "economy"},
+                },
+                "required": ["origin", "destination", "date"],
+            },
+        ),
+        T(
+            "book_hotel",
+            "Books a hotel room for the given nights.",
+            {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "check_in": {"type": "string", "format": "date"},
+                    "nights": {"type": "integer", "minimum": 1, "maximum": 30},
+                    "rooms": {"type": "array", "items": {"type": "object", "properties": {"beds": {"type": "integer"}, "smoking": {"type": "boolean"}}}},
+                },
+                "required": ["city", "check_in", "nights"],
+            },
+        ),
+        T(
+            "convert_currency",
+            "Converts an amount between currencies at today's rate.",
+            {
+                "type": "object",
+                "properties": {"amount": {"type": "number"}, "from": {"type": "string"}, "to": {"type": "string"}},
+                "required": ["amount", "from", "to"],
+            },
+        ),
+        T("get_local_time", "Gets the local time of the user."),
+    ]
+
+
+def json_row_batch_inputs(h: ModuleType, n: int, seed: int = 0) -> List[Any]:
+    """``n`` conversations as read from JSON Lines: every row is its own ``Conversation.from_json``,
+    so the system and developer messages (with a namespace of four function tools) are equal in
+    every row but distinct objects, and only the user text differs."""
+    import json  # only this builder needs it
+
+    system = h.SystemContent.new().with_conversation_start_date("2025-09-20").with_reasoning_effort(h.ReasoningEffort.LOW)
+    developer = h.DeveloperContent.new().with_instructions("You are a travel agent. Use the tools to answer. " * 8).with_function_tools(travel_tools(h))
+    template = json.loads(
+        h.Conversation.from_messages(
+            [
+                h.Message.from_role_and_content(h.Role.SYSTEM, system),
+                h.Message.from_role_and_content(h.Role.DEVELOPER, developer),
+                h.Message.from_role_and_content(h.Role.USER, ""),
+            ]
+        ).to_json()
+    )
+    rows = []
+    for i in range(n):
+        template["messages"][-1]["content"][0]["text"] = f"Trip {seed}-{i}: find me a flight to city number {i} next week."
+        rows.append(json.dumps(template))
+    return [h.Conversation.from_json(row) for row in rows]
+
+
 def completions(h: ModuleType, n: int, seed: int = 0) -> List[List[int]]:
     """``n`` distinct analysis + final completions of 30-300 tokens (the same for the same seed)."""
     rng = random.Random(seed)
@@ -222,3 +296,25 @@ def quarter_mutated(token_lists: Sequence[Sequence[int]], seed: int = 1) -> List
         for _ in range(2):
             tokens.insert(rng.randrange(len(tokens)), rng.choice([200006, 200008, 200007, 200005, rng.randrange(199998)]))
     return mutated
+
+
+_CHAT_WORDS = "the weather in Paris is mild so we compare the integral with the tool result before answering".split()
+
+
+def chat_rows(n: int, seed: int = 0) -> List[List[Dict[str, Any]]]:
+    """``n`` chat-format conversations (the Hugging Face ``messages`` convention): a system
+    prompt, one or two user turns, assistant turns with ``thinking`` and ``content``, each row's
+    own text."""
+    r = random.Random(seed)
+
+    def say(lo: int, hi: int) -> str:
+        return " ".join(r.choice(_CHAT_WORDS) for _ in range(r.randint(lo, hi)))
+
+    rows = []
+    for i in range(n):
+        msgs: List[Dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+        for _ in range(r.randint(1, 2)):
+            msgs.append({"role": "user", "content": f"row {i}: " + say(5, 60)})
+            msgs.append({"role": "assistant", "thinking": say(10, 150), "content": say(5, 80)})
+        rows.append(msgs)
+    return rows

@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import bisect
 import json
+import marshal
 from sys import getsizeof
 from typing import Any, Iterable, List, Optional, Tuple
 
@@ -38,6 +39,9 @@ _MODES = ("completion", "conversation", "training")
 # What a piece or memo entry weighs, against harmony_np.tuning.BATCH_POOL_MAX_BYTES:
 _POOL_ENTRY_BYTES = 160  # a dict slot, a pending tuple, a blob's header
 _MEMO_ENTRY_BYTES = 400  # a memo's key and entry tuples and piece lists
+# marshal's current format: its back-references make the bytes of equal values differ when
+# their objects are shared differently (a memo miss, never a wrong hit), and it dumps faster
+_MARSHAL_VERSION = 4
 
 
 class _PiecePool:
@@ -204,9 +208,11 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
                     if vkey is not None:
                         memo[vkey] = entry
                         pool.bytes += _MEMO_ENTRY_BYTES + entry[2]
-                if ident is not None:
-                    ident[ikey] = (m, entry[0], entry[1])  # holds m: its id() stays its own
-                    pool.bytes += _MEMO_ENTRY_BYTES
+                    # Only a message planned here is remembered by identity: rows read from JSON
+                    # bring an equal copy each, met once, found by value
+                    if ident is not None:
+                        ident[ikey] = (m, entry[0], entry[1])  # holds m: its id() stays its own
+                        pool.bytes += _MEMO_ENTRY_BYTES
                 occ_piece += entry[0]
                 occ_flag += entry[1]
             if role is not None:
@@ -277,11 +283,31 @@ def _flush(pool: _PiecePool, occ_piece: List[int], row_occ: List[int]) -> None:
         raise err from None
 
 
-def _tools_key(tools: Any) -> Optional[tuple]:
-    """What the "# Tools" section of ``tools`` depends on (the tools' parameters as the JSON
-    text it is rendered from), or None when it renders nothing."""
+def _tools_key(tools: Any) -> Any:
+    """What the "# Tools" section of ``tools`` depends on, or None when it renders nothing.
+
+    Usually one ``marshal`` dump of the namespaces' keys, names, descriptions and tools: equal
+    bytes load back to values of the same exact built-in types, in the same order (marshal
+    refuses subclasses and objects of other types), so their ``json.dumps`` texts, which the
+    section is rendered from, are equal too. It costs a fraction of those texts (about 1.7 µs for
+    four tools with nested schemas, against 6 µs for the JSON text of one of them), which matters
+    when every row of a batch brings its own copy of the tools (rows read from JSON). What
+    marshal refuses is keyed by the JSON texts themselves.
+    """
     if not tools:
         return None
+    # flat, each namespace's fields followed by its tool count and its tools' fields: the count
+    # keeps the boundaries apart, and one list costs less than a tuple per tool
+    fields: list = []
+    for key, ns in tools.items():
+        ns_tools = ns.tools
+        fields += (key, ns.name, ns.description, len(ns_tools))
+        for t in ns_tools:
+            fields += (t.name, t.description, t.parameters)
+    try:
+        return marshal.dumps(fields, _MARSHAL_VERSION)
+    except ValueError:  # a subclass or another type somewhere
+        pass
     return tuple(
         (key, ns.name, ns.description,
          tuple((t.name, t.description, None if t.parameters is None else json.dumps(t.parameters)) for t in ns.tools))
@@ -289,35 +315,48 @@ def _tools_key(tools: Any) -> Optional[tuple]:
     )
 
 
+def _content_key(c: Any) -> Any:
+    """What the text of one content is rendered from, or ``_NO_KEY`` for a content class of the
+    caller's own. A text content's key is its text; the others' are tuples led by their class,
+    so no two kinds share a key."""
+    cls = c.__class__
+    if cls is TextContent:
+        return c.text
+    if cls is SystemContent:
+        cc = c.channel_config
+        return (
+            cls, c.model_identity, c.reasoning_effort, c.conversation_start_date, c.knowledge_cutoff,
+            None if cc is None else (tuple(cc.valid_channels), bool(cc.channel_required)),
+            _tools_key(c.tools),
+        )
+    if cls is DeveloperContent:
+        return (cls, c.instructions, _tools_key(c.tools))
+    return _NO_KEY
+
+
+_NO_KEY = object()
+
+
 def _value_key(m: Message, r: Role, flag: int, has_fn: bool) -> Optional[tuple]:
     """A hashable value that determines a message's pieces: its header fields, mask flag and
     every input its contents' texts are rendered from; None when there is none cheaply (a
     content class of the caller's own, or fields the render itself would refuse)."""
     author = m.author
-    parts: list = [r, author.name, m.recipient, m.channel, m.content_type, flag, has_fn]
     try:
-        for c in m.content:
-            cls = c.__class__
-            if cls is TextContent:
-                parts.append(c.text)
-            elif cls is SystemContent:
-                cc = c.channel_config
-                parts.append((
-                    cls, c.model_identity, c.reasoning_effort, c.conversation_start_date, c.knowledge_cutoff,
-                    None if cc is None else (tuple(cc.valid_channels), bool(cc.channel_required)),
-                    _tools_key(c.tools),
-                ))
-            elif cls is DeveloperContent:
-                parts.append((cls, c.instructions, _tools_key(c.tools)))
-            else:
+        content = m.content
+        if len(content) == 1:  # the common shape: eight fields, the content's key last
+            body = _content_key(content[0])
+            if body is _NO_KEY:
                 return None
+            key: tuple = (r, author.name, m.recipient, m.channel, m.content_type, flag, has_fn, body)
+        else:  # seven fields and one per content: never eight
+            parts = [_content_key(c) for c in content]
+            if any(p is _NO_KEY for p in parts):
+                return None
+            key = (r, author.name, m.recipient, m.channel, m.content_type, flag, has_fn, *parts)
+        hash(key)  # fields set by hand to unhashable values
     except Exception:
         return None  # what the key cannot read, the render itself reports
-    key = tuple(parts)
-    try:
-        hash(key)  # fields set by hand to unhashable values
-    except TypeError:
-        return None
     return key
 
 

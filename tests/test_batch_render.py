@@ -429,3 +429,137 @@ def test_bad_ragged_tokens_do_not_crash_the_interpreter():
     assert p.returncode == 0, f"child exited {p.returncode}: {p.stderr[-2000:]}"
     lines = p.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("ValueError") for line in lines), p.stdout
+
+
+# -- rows read from JSON: equal messages found by value, almost-equal ones kept apart ----------
+
+
+def counting_planner(monkeypatch):
+    """Counts the messages ``render_batch`` plans (the real planner does the work), one count
+    per message that no earlier equal one could answer."""
+    import harmony_np.render_batch as rb_module
+
+    calls = []
+    real = rb_module._message_pieces
+
+    def planned(m, *args):
+        calls.append(m)
+        return real(m, *args)
+
+    monkeypatch.setattr(rb_module, "_message_pieces", planned)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["completion", "conversation", "training"])
+def test_json_rows_share_equal_messages_by_value(enc, hnp, monkeypatch, mode):
+    """The benchmark's rows, each its own ``Conversation.from_json``: every system and developer
+    message is a distinct object, equal to the others; each is planned once per batch, and every
+    row equals its single call. A message of two text parts takes the key of several contents."""
+    from benchmarks.scenarios import json_row_batch_inputs
+
+    convs = json_row_batch_inputs(hnp, 40)
+    for i, conv in enumerate(convs):
+        if i % 2:
+            two_parts = {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]}
+            conv.messages.append(hnp.Message.from_dict(json.loads(json.dumps(two_parts))))
+    assert convs[0].messages[1] is not convs[1].messages[1]
+    assert convs[0].messages[1].content[0].tools["functions"].tools[0].parameters == convs[1].messages[1].content[0].tools["functions"].tools[0].parameters
+    calls = counting_planner(monkeypatch)
+    for rows in (convs, iter(convs)):  # a list (identity memo too) and a generator (by value only)
+        calls.clear()
+        rb = enc.render_batch(rows, mode=mode, loss_mask=True)
+        check_rows(enc, hnp, rb, convs, mode)
+        assert [m.author.role for m in calls] == [hnp.Role.SYSTEM, hnp.Role.DEVELOPER, hnp.Role.USER]
+
+
+def _nested_variants(hnp):
+    """A nested tool schema and copies of it that differ in one value deep inside: numbers of
+    three types that are equal in Python (1, 1.0, True), a list's order, a type name that renders
+    as the same TypeScript as the original, and a value under a dict subclass (which the fast key
+    refuses)."""
+    import copy
+
+    from benchmarks.scenarios import travel_tools
+
+    base = travel_tools(hnp)[0].parameters
+
+    class Schema(dict):
+        pass
+
+    def variant(change):
+        params = copy.deepcopy(base)
+        change(params)
+        return params
+
+    def adults(params):
+        return params["properties"]["passengers"]["properties"]["adults"]
+
+    def subclassed(params):
+        params["properties"]["passengers"] = Schema(params["properties"]["passengers"], description="Who travels")
+
+    return {
+        "base": base,
+        "default 1": variant(lambda p: adults(p).update(default=1)),
+        "default 1.0": variant(lambda p: adults(p).update(default=1.0)),
+        "default True": variant(lambda p: adults(p).update(default=True)),
+        "enum order": variant(lambda p: p["properties"]["cabin"].update(enum=["economy", "business", "premium", "first"])),
+        "number, not integer": variant(lambda p: adults(p).update(type="number")),
+        "dict subclass": variant(subclassed),
+    }
+
+
+@pytest.mark.parametrize("mode", ["completion", "training"])
+def test_almost_equal_tool_schemas_do_not_share_pieces(enc, hnp, monkeypatch, mode):
+    """Developer messages whose tool schemas differ in one nested value are planned apart (one
+    planning per variant, however many rows repeat it as equal copies), and every row equals
+    its single call; rows of variants whose texts differ differ too. "number, not integer"
+    renders as the base does, so only the planner count tells whether the two were kept apart."""
+    import copy
+
+    variants = _nested_variants(hnp)
+    names = list(variants)
+    convs = []
+    for i in range(len(names) * 4):
+        name = names[i % len(names)]
+        # a fresh deep copy per row (equal, distinct objects), as each row read from JSON brings
+        tool = hnp.ToolDescription.new("search_flights", "Searches flights.", copy.deepcopy(variants[name]))
+        dev = hnp.DeveloperContent.new().with_instructions("Be brief.").with_function_tools([tool])
+        convs.append(hnp.Conversation.from_messages([
+            hnp.Message.from_role_and_content(hnp.Role.DEVELOPER, dev),
+            hnp.Message.from_role_and_content(hnp.Role.USER, "Which flight?"),
+        ]))
+    assert type(convs[names.index("dict subclass")].messages[0].content[0].tools["functions"].tools[0].parameters["properties"]["passengers"]).__name__ == "Schema"
+    calls = counting_planner(monkeypatch)
+    rb = enc.render_batch(convs, mode=mode, loss_mask=True)
+    check_rows(enc, hnp, rb, convs, mode)
+    planned = [m for m in calls if m.author.role == hnp.Role.DEVELOPER]
+    assert len(planned) == len(names), f"{len(planned)} developer messages planned for {len(names)} variants"
+    texts = {name: rb[i].tolist() for i, name in enumerate(names)}
+    same_as_base = [name for name in names if texts[name] == texts["base"]]
+    assert same_as_base == ["base", "number, not integer"]
+    assert len({tuple(t) for t in texts.values()}) == len(names) - 1
+
+
+def test_schemas_the_fast_key_refuses_or_the_render_refuses(enc, hnp):
+    """Parameters holding a float subclass (NumPy's float64, which marshal refuses) are keyed by
+    their JSON text and render as the single call does; a schema that holds itself or a set is
+    keyed without trouble but fails to render, with the single call's error, for its row."""
+    def conv(params):
+        dev = hnp.DeveloperContent.new().with_function_tools([hnp.ToolDescription.new("f", "d", params)])
+        return hnp.Conversation.from_messages(
+            [hnp.Message.from_role_and_content(hnp.Role.DEVELOPER, dev), hnp.Message.from_role_and_content(hnp.Role.USER, "q")]
+        )
+
+    def schema(default):
+        return {"type": "object", "properties": {"x": {"type": "number", "default": default}}}
+
+    convs = [conv(schema(d)) for d in (1.5, np.float64(1.5), 1.5, np.float64(2.5), np.float64(1.5))]
+    assert enc.render_batch(convs).to_list() == [enc.render_conversation_for_completion(c, hnp.Role.ASSISTANT) for c in convs]
+    itself = {"type": "object"}
+    itself["self"] = itself
+    for bad in (itself, {"type": "object", "properties": {"x": {"enum": {1, 2}}}}):
+        failing = conv(bad)
+        single = single_error(lambda: enc.render_conversation_for_completion(failing, hnp.Role.ASSISTANT))
+        with pytest.raises(type(single)) as info:
+            enc.render_batch([conv(schema(1)), failing, conv(schema(1))])
+        assert str(info.value) == f"conversation 1: {single}"

@@ -26,7 +26,7 @@ def test_compare_json_has_every_scenario_for_both_libraries(oracle, tmp_path):
     # of two checkouts are taken
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, str(COMPARE), "--json", "--iters", "2", "--batch", "40", "--startup-runs", "1"],
+        [sys.executable, str(COMPARE), "--json", "--iters", "2", "--batch", "40", "--chat", "40", "--startup-runs", "1"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -48,13 +48,21 @@ def test_compare_json_has_every_scenario_for_both_libraries(oracle, tmp_path):
                 assert row["openai_harmony_us"] > 0 and row["ratio_vs_openai_harmony"] > 0, row
             else:
                 assert "openai_harmony_us" not in row, row
-    for case in ("render_batch", "parse_batch_to_messages", "parse_batch_columnar_flat", "parse_batch_flat_to_messages",
+    for case in ("render_batch", "render_batch_json_rows", "parse_batch_to_messages", "parse_batch_columnar_flat", "parse_batch_flat_to_messages",
                  "parse_batch_collect_quarter_mutated", "parse_batch_recover_quarter_mutated"):
         row = rows.pop((f"{case}_40", "batch"))
         assert row["harmony_np_s"] > 0 and row["openai_harmony_loop_s"] > 0 and row["ratio_vs_openai_harmony"] > 0, row
     assert rows.pop(("parse_batch_columnar_tokens_per_s_40", "batch"))["harmony_np_tokens_per_s"] > 0
     for case in ("parse_batch_peak_mib", "parse_batch_input_uint32_mib"):
         assert rows.pop((f"{case}_40", "memory"))["MiB"] >= 0
+    # the chat template: harmony_np's figures, and the template path's where its reference is here
+    for name, kinds in (("apply_chat_template_40", ("chat_first", "chat_best")), ("apply_chat_template_jsonl_40", ("chat_best",))):
+        for kind in kinds:
+            row = rows.pop((name, kind))
+            assert row["harmony_np_s"] > 0, row
+            assert ("template_path_s" in row) == ("ratio_vs_template" in row), row
+            if "template_path_s" in row:
+                assert row["template_path_s"] > 0 and row["ratio_vs_template"] > 0, row
     startup = rows.pop(("startup_import_load_render_parse", "startup"))
     assert startup["harmony_np_us"] > 0 and startup["openai_harmony_us"] > 0
     assert rows == {}, f"rows no scenario accounts for: {sorted(rows)}"

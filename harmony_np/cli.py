@@ -511,19 +511,29 @@ def cmd_render(args) -> int:
     return run.exit_code(failures)
 
 
-def _render_chunk(enc, chunk, mode, next_role, cfg, want_mask) -> list:
-    """(line number, tokens or :class:`_Bad`, mask or None) of each line of ``chunk``, in order."""
-    from .model import Conversation
-
+def _read_lines(chunk, convert) -> list:
+    """``(line number, convert(text) or :class:`_Bad`)`` of each line of ``chunk``: a line that
+    ``convert`` refuses becomes its :class:`_Bad`, in its place."""
     rows: list = []
     for no, text in chunk:
         if not isinstance(text, _Bad):
             try:
-                doc = _json(text)
-                text = Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
+                text = convert(text)
             except _DATA_ERRORS as exc:
                 text = _bad(exc)
         rows.append((no, text))
+    return rows
+
+
+def _render_chunk(enc, chunk, mode, next_role, cfg, want_mask) -> list:
+    """(line number, tokens or :class:`_Bad`, mask or None) of each line of ``chunk``, in order."""
+    from .model import Conversation
+
+    def conversation(text: str):
+        doc = _json(text)
+        return Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
+
+    rows = _read_lines(chunk, conversation)
     good = [conv for _, conv in rows if not isinstance(conv, _Bad)]
     kw = dict(mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
     try:
@@ -560,14 +570,7 @@ def _chat_row(text: str) -> tuple:
 
 def _render_chat_chunk(enc, chunk, mode: str, args) -> list:
     """(line number, tokens or :class:`_Bad`, mask) of each chat row of ``chunk``, in order."""
-    rows: list = []
-    for no, text in chunk:
-        if not isinstance(text, _Bad):
-            try:
-                text = _chat_row(text)
-            except _DATA_ERRORS as exc:
-                text = _bad(exc)
-        rows.append((no, text))
+    rows = _read_lines(chunk, _chat_row)
     good = [row for _, row in rows if not isinstance(row, _Bad)]
     if args.template == "harmony":
         from .chat import from_chat
@@ -640,16 +643,8 @@ def _completion_chunks(src: _Source) -> Iterator[Tuple[list, list]]:
             yield lines[a:z], [tokens[offsets[i] : offsets[i + 1]] for i in range(a, z)]
         return
     for chunk in _chunks(src.lines(), CHUNK):
-        nos, comps = [], []
-        for no, text in chunk:
-            if not isinstance(text, _Bad):
-                try:
-                    text = _token_line(text)
-                except _DATA_ERRORS as exc:
-                    text = _bad(exc)
-            nos.append(no)
-            comps.append(text)
-        yield nos, comps
+        rows = _read_lines(chunk, _token_line)
+        yield [no for no, _ in rows], [value for _, value in rows]
 
 
 def _parse_chunk(enc, comps: list, role, strict: bool, mode: str) -> list:

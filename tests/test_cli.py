@@ -529,6 +529,7 @@ def _run_examples(tmp_path, hnp, enc, lines) -> None:
         (tmp_path / name).write_text(convs)
     completion = enc.encode("<|channel|>final<|message|>4<|return|>", allowed_special="all")
     (tmp_path / "completions.jsonl").write_text(json.dumps(completion) + "\n")
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in _chat_rows()[:2]))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "harmony-np").write_text(f'#!/bin/sh\nexec {sys.executable} -m harmony_np "$@"\n')

@@ -170,9 +170,12 @@ def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt:
     row_occ: List[int] = [0]
     split = _SPECIAL_LIKE.split
     memo: Dict[str, Tuple[int, ...]] = {}  # template text -> its piece ids
+    batch_cache: dict = {}  # the system message and each tools object's namespace, per batch
     for index, conversation in enumerate(conversations):
         try:
-            chunks, gen = render_chunks(conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, **variables)
+            chunks, gen = render_chunks(
+                conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
+            )
         except Exception as exc:
             raise with_index(exc, f"conversation {index}") from exc
         # every chunk runs from a <|start|> to after a special token: chunks are tokenized apart,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 __all__ = ["ChatTemplateError", "render_chunks", "render_text", "Undefined"]
 
@@ -110,8 +110,16 @@ def _missing_attr(obj: Any, name: Any) -> Undefined:
     return Undefined(f"{_type_repr(obj)} has no element {name!r}")
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+_ABSENT = object()
+
+
 def attr(obj: Any, name: str) -> Any:
     """``obj.name`` in a jinja template: the attribute, else the item, else Undefined."""
+    if obj.__class__ is dict and name not in _DICT_ATTRIBUTES:
+        # the common case, without the AttributeError that getattr would raise first
+        value = obj.get(name, _ABSENT)
+        return _missing_attr(obj, name) if value is _ABSENT else value
     if isinstance(obj, Undefined):
         raise obj.fail()
     try:
@@ -398,6 +406,20 @@ def _has_channel_tags(text: Any) -> bool:
     return _contains(text, _ANALYSIS_TAG) or _contains(text, _FINAL_TAG)
 
 
+def _namespace_of(tools: Any, batch_cache: Optional[dict]) -> str:
+    """``tool_namespace("functions", tools)``, once per tools object in a batch: the cache keeps
+    the object with its text, so that an identity found again is the same object."""
+    if batch_cache is None:
+        return tool_namespace("functions", tools)
+    key = ("tools", id(tools))
+    hit = batch_cache.get(key)
+    if hit is not None and hit[0] is tools:
+        return hit[1]
+    text = tool_namespace("functions", tools)
+    batch_cache[key] = (tools, text)
+    return text
+
+
 def _turn(prefix: str, value: Any, suffix: str) -> tuple:
     """``prefix + value + suffix`` as a chunk ``(prefix, value, suffix)``: a text between two
     template parts that end and begin with special tokens, so that it is tokenized alone. A value
@@ -425,6 +447,7 @@ def render_chunks(
     model_identity: Any = _NOT_PASSED,
     builtin_tools: Any = _NOT_PASSED,
     date: str,
+    batch_cache: Optional[dict] = None,
 ) -> Tuple[List[tuple], List[bool]]:
     """``(chunks, in_generation)``: the template's output as chunks and, for each, whether it is
     inside a generation block (an assistant turn, from its ``<|start|>`` through its terminator).
@@ -432,7 +455,16 @@ def render_chunks(
     value of the data that sits between a special token and a special token (a content); each
     chunk starts at a ``<|start|>`` and ends after a special token, so chunks are tokenized apart.
     The template's text is the chunks' strings joined."""
-    out: List[tuple] = [("<|start|>system<|message|>" + system_message(model_identity, reasoning_effort, builtin_tools, tools, date) + "<|end|>",)]
+    if batch_cache is None:
+        system = system_message(model_identity, reasoning_effort, builtin_tools, tools, date)
+    else:
+        # a batch renders every row with the same variables: the system message only depends on
+        # whether there are tools
+        key = ("system", bool(tools))
+        system = batch_cache.get(key)
+        if system is None:
+            system = batch_cache[key] = system_message(model_identity, reasoning_effort, builtin_tools, tools, date)
+    out: List[tuple] = [("<|start|>system<|message|>" + system + "<|end|>",)]
     gen: List[bool] = [False]
     first = item(messages, 0)
     role0 = attr(first, "role")
@@ -447,7 +479,7 @@ def render_chunks(
         if developer_message:
             parts += ["# Instructions\n\n", _out(developer_message), "\n\n"]
         if tools:
-            parts += ["# Tools\n\n", tool_namespace("functions", tools)]
+            parts += ["# Tools\n\n", _namespace_of(tools, batch_cache)]
         parts.append("<|end|>")
         out.append(("".join(parts),))
         gen.append(False)

@@ -406,6 +406,9 @@ def _has_channel_tags(text: Any) -> bool:
     return _contains(text, _ANALYSIS_TAG) or _contains(text, _FINAL_TAG)
 
 
+_BATCH_CACHE_ENTRIES = 64  # tools objects remembered per batch (their texts are a few KB each)
+
+
 def _namespace_of(tools: Any, batch_cache: Optional[dict]) -> str:
     """``tool_namespace("functions", tools)``, once per tools object in a batch: the cache keeps
     the object with its text, so that an identity found again is the same object."""
@@ -416,6 +419,8 @@ def _namespace_of(tools: Any, batch_cache: Optional[dict]) -> str:
     if hit is not None and hit[0] is tools:
         return hit[1]
     text = tool_namespace("functions", tools)
+    if len(batch_cache) >= _BATCH_CACHE_ENTRIES:
+        batch_cache.clear()  # rows with tools of their own: a namespace each, not kept for all
     batch_cache[key] = (tools, text)
     return text
 

@@ -291,3 +291,20 @@ def test_batch_pool_flushes(enc, ChatTemplateError, monkeypatch):
     for bound in (1, 20_000):
         monkeypatch.setattr(chat_render, "BATCH_POOL_MAX_BYTES", bound)
         check_batch(enc, ChatTemplateError, batch, dict(date=DATE))
+
+
+def test_rows_with_their_own_tools_equal_single_calls(enc):
+    # render_rows (the CLI's path for dataset rows): each row its own tools, more distinct tools
+    # objects than the batch remembers, some rows sharing one object; every row is its single call
+    from harmony_np.chat_render import render_rows
+
+    shared = [{"type": "function", "function": {"name": "shared", "description": "d", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]
+    rows = []
+    for i in range(200):
+        own = [{"type": "function", "function": {"name": f"tool_{i % 97}", "description": f"d{i}", "parameters": {"type": "object", "properties": {"n": {"type": "integer", "default": i}}}}}]
+        tools = shared if i % 3 == 0 else (None if i % 7 == 0 else own)
+        rows.append(([{"role": "user", "content": f"question {i}"}, {"role": "assistant", "thinking": "t", "content": f"answer {i}"}], tools))
+    rb = render_rows(enc, rows, date="2025-08-05")
+    for i, (messages, tools) in enumerate(rows):
+        want = enc.apply_chat_template(messages, tools=tools, return_dict=True, return_assistant_tokens_mask=True, date="2025-08-05")
+        assert rb[i].tolist() == want["input_ids"] and rb.row_mask(i).tolist() == want["assistant_masks"], i

@@ -7,7 +7,7 @@ input gate (:func:`harmony_np.gate.ragged_buffers`); a batch hands over its own 
 from __future__ import annotations
 
 import operator
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -54,24 +54,27 @@ class RaggedTokens:
         return self
 
     @classmethod
-    def from_pieces(cls, blobs: List[Any], occ: Any, flags: Any, row_occ: Any, with_mask: bool) -> "RaggedTokens":
+    def from_pieces(cls, blobs: List[Any], occ: Any, flags: Any, row_occ: Any, with_mask: bool, last_token: Optional[Tuple[Any, int]] = None) -> "RaggedTokens":
         """Rows assembled from a table of distinct pieces: ``blobs[p]`` holds piece ``p``'s ids
         (anything with the buffer protocol of ``uint32``: an ``array('I')`` or a ``uint32``
-        array); see :meth:`from_piece_table` for the rest."""
+        array); see :meth:`from_piece_table` for the rest. The pieces are joined into one table
+        and let go before the rows are assembled (when the caller keeps no reference)."""
         count = len(blobs)
         piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=count)
         piece_off = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(piece_len, out=piece_off[1:])
         piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32) if count else np.zeros(0, np.uint32)
-        return cls.from_piece_table(piece_pool, piece_off, occ, flags, row_occ, with_mask)
+        del blobs  # the joined copy is all that is needed now
+        return cls.from_piece_table(piece_pool, piece_off, occ, flags, row_occ, with_mask, last_token)
 
     @classmethod
-    def from_piece_table(cls, pool: np.ndarray, pool_off: np.ndarray, occ: Any, flags: Any, row_occ: Any, with_mask: bool) -> "RaggedTokens":
+    def from_piece_table(cls, pool: np.ndarray, pool_off: np.ndarray, occ: Any, flags: Any, row_occ: Any, with_mask: bool, last_token: Optional[Tuple[Any, int]] = None) -> "RaggedTokens":
         """Rows assembled from pieces: piece ``p`` is ``pool[pool_off[p]:pool_off[p + 1]]``,
         ``occ`` the pieces of every row back to back (row ``r`` is
         ``occ[row_occ[r]:row_occ[r + 1]]``), ``flags[k]`` the loss-mask value of occurrence
-        ``k``'s tokens. Checked here (the kernel copies unchecked); the copy is one kernel call,
-        rows in parallel."""
+        ``k``'s tokens. ``last_token=(rows, token)``: the last token of each of these rows (that
+        has one) becomes ``token`` (a training row's final terminator, ``<|return|>``). Checked
+        here (the kernel copies unchecked); the copy is one kernel call, rows in parallel."""
         pool = np.ascontiguousarray(pool, dtype=np.uint32)
         pool_off = np.ascontiguousarray(pool_off, dtype=np.int64)
         occ_arr = np.ascontiguousarray(occ, dtype=np.int64)
@@ -91,6 +94,13 @@ class RaggedTokens:
         tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
         mask = np.zeros(tokens.shape[0] if with_mask else 0, dtype=np.uint8)
         kernels().assemble_rows(pool, pool_off, occ_arr, flag_arr, row_off, offsets, tokens, mask, with_mask)
+        if last_token is not None:
+            rows = np.asarray(last_token[0], dtype=np.int64)
+            if rows.size and (int(rows.min()) < 0 or int(rows.max()) >= offsets.shape[0] - 1):
+                raise ValueError("RaggedTokens.from_piece_table: last_token names a row that is not there")
+            ends = offsets[rows + 1]
+            nonempty = ends > offsets[rows]
+            tokens[ends[nonempty] - 1] = last_token[1]
         return cls.adopt(tokens, offsets, mask if with_mask else None)
 
     def _set(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> None:

@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import HarmonyError, with_index
 from .gate import next_role_arg
-from .lazy import kernels
 from .model import DeveloperContent, Message, RenderConversationConfig, Role, SystemContent, TextContent
 from .ragged import RaggedTokens
 from .render import LIST_TOKEN_BYTES, START_LIST, ends_in_final, raise_json_input_error
@@ -85,6 +84,11 @@ class _PiecePool:
             self.pending = []
         self.ids.clear()
         self.bytes = 0
+
+    def take_blobs(self) -> List[Any]:
+        """The pieces' buffers, handed over: the pool keeps none of them."""
+        blobs, self.blobs = self.blobs, []
+        return blobs
 
     def surrogate_error(self, occ_piece: List[int], row_occ: List[int]) -> Optional[ValueError]:
         """The error of the first complete row whose pending texts hold a lone surrogate: the
@@ -242,33 +246,8 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
     # piece table: every distinct piece's tokens back to back, joined as bytes (no Python int
     # per token: fresh texts come from tiktoken as uint32 buffers)
     _flush(pool, occ_piece, row_occ)
-    blobs = pool.blobs
-    count = len(blobs)
-    piece_len = np.fromiter((memoryview(b).nbytes >> 2 for b in blobs), dtype=np.int64, count=count)
-    piece_off = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(piece_len, out=piece_off[1:])
-    piece_pool = np.frombuffer(b"".join(blobs), dtype=np.uint32)
-    pool.blobs = []  # the joined copy is all that is needed now
-    del blobs
-
-    occ = np.asarray(occ_piece, dtype=np.int64)
-    flags = np.asarray(occ_flag, dtype=np.uint8)
-    row_occ_off = np.asarray(row_occ, dtype=np.int64)
-    occ_cum = np.zeros(occ.shape[0] + 1, dtype=np.int64)
-    np.cumsum(piece_len[occ], out=occ_cum[1:])
-    offsets = occ_cum[row_occ_off]
-
-    assemble_rows = kernels().assemble_rows
-
-    tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
-    mask = np.zeros(tokens.shape[0], dtype=np.uint8) if want_mask else np.zeros(0, dtype=np.uint8)
-    assemble_rows(piece_pool, piece_off, occ, flags, row_occ_off, offsets, tokens, mask, want_mask)
-    if return_rows:
-        rows = np.asarray(return_rows, dtype=np.int64)
-        ends = offsets[rows + 1]
-        nonempty = ends > offsets[rows]
-        tokens[ends[nonempty] - 1] = RETURN
-    return RaggedTokens.adopt(tokens, offsets, mask if want_mask else None)
+    last = (return_rows, RETURN) if return_rows else None
+    return RaggedTokens.from_pieces(pool.take_blobs(), occ_piece, occ_flag, row_occ, want_mask, last)
 
 
 def _flush(pool: _PiecePool, occ_piece: List[int], row_occ: List[int]) -> None:

@@ -533,24 +533,29 @@ def _render_chunk(enc, chunk, mode, next_role, cfg, want_mask) -> list:
         doc = _json(text)
         return Conversation.from_dict(doc if isinstance(doc, dict) and "messages" in doc else {"messages": doc})
 
-    rows = _read_lines(chunk, conversation)
-    good = [conv for _, conv in rows if not isinstance(conv, _Bad)]
     kw = dict(mode=mode, next_role=next_role, config=cfg, loss_mask=want_mask)
+    return _rendered_in_place(_read_lines(chunk, conversation), lambda convs: enc.render_batch(convs, **kw), want_mask)
+
+
+def _rendered_in_place(rows: list, render, want_mask: bool) -> list:
+    """``(line number, tokens or :class:`_Bad`, mask or None)`` of each of ``rows`` (``(line
+    number, item or :class:`_Bad`)``): the good items in one ``render`` call (a list of them to a
+    :class:`RaggedTokens`) or, when one of them fails, one call each, to tell which."""
+    good = [item for _, item in rows if not isinstance(item, _Bad)]
     try:
-        rb = enc.render_batch(good, **kw)
+        rb = render(good)
         rendered = iter([(rb[i], rb.row_mask(i) if want_mask else None) for i in range(len(good))])
     except _DATA_ERRORS:
-        # some conversation is bad: render one by one to report each by its line
         one_by_one = []
-        for conv in good:
+        for item in good:
             try:
-                one = enc.render_batch([conv], **kw)
+                one = render([item])
             except _DATA_ERRORS as exc:
                 one_by_one.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
                 continue
             one_by_one.append((one[0], one.row_mask(0) if want_mask else None))
         rendered = iter(one_by_one)
-    return [(no, conv, None) if isinstance(conv, _Bad) else (no, *next(rendered)) for no, conv in rows]
+    return [(no, item, None) if isinstance(item, _Bad) else (no, *next(rendered)) for no, item in rows]
 
 
 def _chat_row(text: str) -> tuple:
@@ -570,57 +575,20 @@ def _chat_row(text: str) -> tuple:
 
 def _render_chat_chunk(enc, chunk, mode: str, args) -> list:
     """(line number, tokens or :class:`_Bad`, mask) of each chat row of ``chunk``, in order."""
-    rows = _read_lines(chunk, _chat_row)
-    good = [row for _, row in rows if not isinstance(row, _Bad)]
     if args.template == "harmony":
         from .chat import from_chat
-        from .model import RenderConversationConfig
+        from .model import RenderConversationConfig, Role
 
-        convs: list = []
-        for i, (messages, tools) in enumerate(good):
-            try:
-                convs.append(from_chat(messages, tools=tools, reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, conversation_start_date=args.date))
-            except _DATA_ERRORS as exc:
-                convs.append(_bad(exc))
-        cfg = RenderConversationConfig(auto_drop_analysis=not args.keep_analysis)
-        inner = [(None, c) for c in convs]
-        out = iter(_render_converted(enc, inner, mode, cfg))
-        return [(no, row, None) if isinstance(row, _Bad) else (no, *next(out)) for no, row in rows]
+        def conversation(text: str):
+            messages, tools = _chat_row(text)
+            return from_chat(messages, tools=tools, reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, conversation_start_date=args.date)
+
+        kw = dict(mode=mode, next_role=Role.ASSISTANT, config=RenderConversationConfig(auto_drop_analysis=not args.keep_analysis), loss_mask=True)
+        return _rendered_in_place(_read_lines(chunk, conversation), lambda convs: enc.render_batch(convs, **kw), True)
     from .chat_render import render_rows
 
     kw = dict(add_generation_prompt=mode == "completion", reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, date=args.date)
-    try:
-        rb = render_rows(enc, good, **kw)
-        rendered = iter([(rb[i], rb.row_mask(i)) for i in range(len(good))])
-    except _DATA_ERRORS:
-        one_by_one = []
-        for row in good:  # one by one, to tell which failed
-            try:
-                one = render_rows(enc, [row], **kw)
-            except _DATA_ERRORS as exc:
-                one_by_one.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
-                continue
-            one_by_one.append((one[0], one.row_mask(0)))
-        rendered = iter(one_by_one)
-    return [(no, row, None) if isinstance(row, _Bad) else (no, *next(rendered)) for no, row in rows]
-
-
-def _render_converted(enc, rows: list, mode: str, cfg) -> list:
-    """(tokens or :class:`_Bad`, mask) of already converted conversations (``(None, conv)``)."""
-    from .model import Role
-
-    out = []
-    for _, conv in rows:
-        if isinstance(conv, _Bad):
-            out.append((conv, None))
-            continue
-        try:
-            rb = enc.render_batch([conv], mode=mode, next_role=Role.ASSISTANT, config=cfg, loss_mask=True)
-        except _DATA_ERRORS as exc:
-            out.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
-            continue
-        out.append((rb[0], rb.row_mask(0)))
-    return out
+    return _rendered_in_place(_read_lines(chunk, _chat_row), lambda rows: render_rows(enc, rows, **kw), True)
 
 
 def _token_line(text: str) -> list:

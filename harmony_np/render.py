@@ -184,14 +184,6 @@ def _encode_joined_flat(buf, texts: List[str]) -> tuple:
     return arr[arr != _JOIN_ID], np.diff(bounds) - 1
 
 
-def _encode_joined(buf, texts: List[str]) -> List[np.ndarray]:
-    arr = np.frombuffer(buf(_JOIN_TEXT.join(texts), _JOIN_SET), dtype=np.uint32)
-    cuts = np.flatnonzero(arr == _JOIN_ID)
-    starts = [0] + (cuts + 1).tolist()
-    stops = cuts.tolist() + [arr.shape[0]]
-    return [arr[a:z] for a, z in zip(starts, stops)]
-
-
 class Renderer:
     """Renders for one encoding; holds the header and text caches."""
 
@@ -278,30 +270,10 @@ class Renderer:
             for i in fresh:
                 out[i] = array.array("I", self._encode(texts[i]))
             return out
-        total = 0
-        for i in fresh:
-            total += len(texts[i])
-        workers = self._workers
-        if workers > 1 and total >= BATCH_PARALLEL_MIN_CHARS:
-            # contiguous chunks of similar size, one joined call each, one per thread
-            chunks: List[List[int]] = []
-            share = total / workers
-            chunk: List[int] = []
-            size = 0
-            for i in fresh:
-                chunk.append(i)
-                size += len(texts[i])
-                if size >= share and len(chunks) < workers - 1:
-                    chunks.append(chunk)
-                    chunk, size = [], 0
-            chunks.append(chunk)
-            results = self.run_parallel(lambda core, c: _encode_joined(core.encode_to_tiktoken_buffer, [texts[i] for i in c]), chunks)
-            for chunk, arrays in zip(chunks, results):
-                for i, a in zip(chunk, arrays):
-                    out[i] = a
-        else:
-            for i, a in zip(fresh, _encode_joined(buf, [texts[i] for i in fresh])):
-                out[i] = a
+        flat, lengths = self.encode_texts_flat([texts[i] for i in fresh])
+        ends = np.cumsum(lengths)
+        for i, a, z in zip(fresh, (ends - lengths).tolist(), ends.tolist()):
+            out[i] = flat[a:z]
         return out
 
     def _remember(self, text: str, toks: List[int]) -> None:

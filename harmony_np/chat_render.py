@@ -53,8 +53,7 @@ def _pieces(chunks: List[tuple], gen: List[bool]) -> Tuple[List[str], List[bool]
 
 
 def _render(conversation: Any, tools: Any, add_generation_prompt: bool, date: str, variables: dict) -> Tuple[List[str], List[bool]]:
-    messages = conversation
-    chunks, gen = render_chunks(messages, tools, add_generation_prompt, date=date, **variables)
+    chunks, gen = render_chunks(conversation, tools, add_generation_prompt, date=date, **variables)
     return _pieces(chunks, gen)
 
 

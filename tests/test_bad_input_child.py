@@ -166,3 +166,48 @@ def test_table_does_not_read_the_callers_buffer_in_child_process():
     assert proc.returncode == 0, f"child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert results == {e: [True, True, True] for e in ("raise", "collect", "recover")}
+
+
+CHAT_CHILD = textwrap.dedent(
+    r'''
+    import json
+    import harmony_np as H
+
+    enc = H.load_harmony_encoding(H.HarmonyEncodingName.HARMONY_GPT_OSS)
+    bad_values = [None, 3, 2**70, -1.5, float("nan"), b"bytes", ["a", 1], {"x": [1]}, "\ud800 lone", "<|end|>", "<|reserved_200999|>", "x" * 200_000]
+    out = {}
+    for i, value in enumerate(bad_values):
+        convs = [
+            [{"role": "user", "content": value}],
+            [{"role": "user", "content": "q"}, {"role": "assistant", "thinking": value, "content": "a"}],
+            [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": value}}]}, {"role": "tool", "content": value}],
+            [{"role": value, "content": "q"}],
+        ]
+        for j, conv in enumerate(convs):
+            rows = [conv, [{"role": "user", "content": "fine"}]]
+            try:
+                single = ["ok", enc.apply_chat_template(conv, return_dict=True, return_assistant_tokens_mask=True, date="2025-08-05")]
+            except Exception as exc:
+                single = ["error", type(exc).__name__]
+            try:
+                batch = enc.apply_chat_template(rows, return_dict=True, return_assistant_tokens_mask=True, date="2025-08-05")
+                got = ["ok", {"input_ids": batch["input_ids"][0].tolist(), "assistant_masks": batch["assistant_masks"][0].tolist()}]
+            except Exception as exc:
+                got = ["error", type(exc).__name__]
+            out[f"{i}/{j}"] = [single, got]
+    print(json.dumps(out))
+    '''
+)
+
+
+@pytest.mark.slow
+def test_bad_chat_values_in_child_process():
+    """apply_chat_template fed values of every type in every field: no crash, and each batch's row
+    gives what its single call gives (its ids and mask, or an error of the same type)."""
+    proc = subprocess.run([sys.executable, "-c", CHAT_CHILD], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, f"child died (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(results) == 48
+    for case, (single, batch) in results.items():
+        assert batch == single, case
+    assert sum(single[0] == "error" for single, _ in results.values()) > 10  # bad values do raise

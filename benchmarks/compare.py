@@ -291,7 +291,12 @@ def describe(module: ModuleType) -> Dict[str, Any]:
             version = metadata.version(module.__name__.replace("_", "-"))
         except metadata.PackageNotFoundError:
             version = None
-    return {"module": module.__name__, "file": module.__file__, "version": version, "git_commit": _git_commit(module.__file__)}
+    out = {"module": module.__name__, "file": module.__file__, "version": version, "git_commit": _git_commit(module.__file__)}
+    if module.__name__ == OURS:
+        enc = scenarios.gpt_oss_encoding(module)
+        if hasattr(enc, "bpe_backend"):  # older checkouts have one backend, tiktoken
+            out["bpe_backend"] = enc.bpe_backend
+    return out
 
 
 def _template_tool(path: str) -> Optional[ModuleType]:
@@ -330,10 +335,12 @@ def time_chat(h: ModuleType, n: int, tool: Optional[ModuleType]) -> Dict[str, Di
     if tool is not None:
         k = min(n, 400)
         render = tool.render
+        # the template path tokenizes with tiktoken itself, whatever BPE backend harmony_np uses
+        tokenizer = getattr(getattr(enc, "vocab", None), "bpe", enc)
         for _ in range(2):  # the second pass: warm, as the engine's figures are
-            per_row = _seconds(lambda: [render(enc, m) for m in rows[:k]]) / k
+            per_row = _seconds(lambda: [render(tokenizer, m) for m in rows[:k]]) / k
         out["apply_chat_template"]["template"] = per_row * n
-        per_row = _seconds(lambda: [render(enc, json.loads(x)["messages"]) for x in lines[:k]]) / k
+        per_row = _seconds(lambda: [render(tokenizer, json.loads(x)["messages"]) for x in lines[:k]]) / k
         out["apply_chat_template_jsonl"]["template"] = per_row * n
     return out
 

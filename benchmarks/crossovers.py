@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+# the thresholds time tiktoken's paths: the accelerated backend (harmony_np.bpe) skips them
+os.environ["HARMONY_NP_BPE"] = "tiktoken"
+
 # compare.py (for describe) lives beside this file, whatever the cwd; the folder holds no
 # harmony_np, so putting it first does not change which harmony_np is imported
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -214,6 +217,7 @@ def build_cases(h: ModuleType, data: Inputs) -> List[Case]:
     encoding = importlib.import_module("harmony_np.encoding")
     kernels = importlib.import_module("harmony_np.kernels")
     render = importlib.import_module("harmony_np.render")
+    bpe = importlib.import_module("harmony_np.bpe")
     threads = importlib.import_module("harmony_np.threads")
     import numpy as np
 
@@ -380,7 +384,7 @@ def build_cases(h: ModuleType, data: Inputs) -> List[Case]:
     ))
 
     # render: a plan's fresh texts encoded on the pool
-    render_split = (render, "run_parallel", _split)
+    render_split = (bpe, "run_parallel", _split)
 
     def conversation(texts: List[str]) -> Any:
         M, R = h.Message, h.Role
@@ -406,14 +410,14 @@ def build_cases(h: ModuleType, data: Inputs) -> List[Case]:
         "PARALLEL_ONE_TEXT", "render_conversation_for_completion: a user and an assistant message, each a fresh "
         "text of this many characters; the pool path with PARALLEL_MIN_CHARS patched to 0 as well", "chars a text",
         (("one pass", {(render, "PARALLEL_ONE_TEXT"): NEVER}),
-         ("pool", {(render, "PARALLEL_ONE_TEXT"): 0, (render, "PARALLEL_MIN_CHARS"): 0})),
+         ("pool", {(render, "PARALLEL_ONE_TEXT"): 0, (bpe, "PARALLEL_MIN_CHARS"): 0})),
         render_fresh(2, lambda size: size), render_split, fresh=True, threads=True,
     ))
     cases.append(Case(
         "PARALLEL_MIN_CHARS", "render_conversation_for_completion: 4 messages of fresh text, this many characters in "
         "all; PARALLEL_ONE_TEXT patched to 0 on both paths (the plan path at any text length)", "chars",
-        (("serial", {(render, "PARALLEL_MIN_CHARS"): NEVER, (render, "PARALLEL_ONE_TEXT"): 0}),
-         ("pool", {(render, "PARALLEL_MIN_CHARS"): 0, (render, "PARALLEL_ONE_TEXT"): 0})),
+        (("serial", {(bpe, "PARALLEL_MIN_CHARS"): NEVER, (render, "PARALLEL_ONE_TEXT"): 0}),
+         ("pool", {(bpe, "PARALLEL_MIN_CHARS"): 0, (render, "PARALLEL_ONE_TEXT"): 0})),
         render_fresh(4, lambda size: size // 4), render_split, fresh=True, threads=True,
     ))
 
@@ -427,7 +431,7 @@ def build_cases(h: ModuleType, data: Inputs) -> List[Case]:
     cases.append(Case(
         "BATCH_PARALLEL_MIN_CHARS", "Renderer.encode_texts (render_batch's fresh texts): fresh texts of 300 "
         "characters, this many characters in all", "chars",
-        (("serial", {(render, "BATCH_PARALLEL_MIN_CHARS"): NEVER}), ("pool", {(render, "BATCH_PARALLEL_MIN_CHARS"): 0})),
+        (("serial", {(bpe, "BATCH_PARALLEL_MIN_CHARS"): NEVER}), ("pool", {(bpe, "BATCH_PARALLEL_MIN_CHARS"): 0})),
         batch_texts, render_split, fresh=True, threads=True,
     ))
     return cases

@@ -695,6 +695,24 @@ def cmd_stop_tokens(args) -> int:
     return EXIT_OK
 
 
+def cmd_bpe_check(args) -> int:
+    """Measure the accelerated BPE backend against tiktoken and store its guard table."""
+    from .bpe import check_and_store
+
+    enc = _encoding()
+    print(f"harmony-np: measuring every code point in both BPE backends (this takes a while; in use now: {enc.bpe_backend})", file=sys.stderr)
+    try:
+        name, ranges, path = check_and_store(enc.vocab)
+    except RuntimeError as exc:
+        print(f"harmony-np: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    count = sum(b - a + 1 for a, b in ranges)
+    where = f"stored in {path}" if path else "not stored: no cache folder can be written (set HARMONY_NP_CACHE_DIR)"
+    print(json.dumps({"backend": name, "disagreeing_code_points": count, "ranges": len(ranges), "table": path}))
+    print(f"harmony-np: {name}: {count} code points in {len(ranges)} ranges go to tiktoken; {where}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from .model import (
         Conversation,
@@ -829,6 +847,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("stop-tokens", help="print the stop tokens")
     sp.add_argument("--assistant-actions", action="store_true", help="only <|return|> and <|call|>")
     sp.set_defaults(func=cmd_stop_tokens)
+
+    sp = sub.add_parser(
+        "bpe-check",
+        help="measure the accelerated BPE backend (harmony-np[fast]) against tiktoken on every code point and store "
+        "the table of code points that must go to tiktoken (needed when the installed versions differ from the shipped table's)",
+    )
+    sp.set_defaults(func=cmd_bpe_check)
 
     sp = sub.add_parser("demo", help="render a conversation and parse a completion, printing both")
     sp.set_defaults(func=cmd_demo)

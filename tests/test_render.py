@@ -265,7 +265,7 @@ def test_a_non_message_slipped_into_a_conversation(hnp, enc):
 
 
 def test_balanced_groups():
-    from harmony_np.render import balanced_groups
+    from harmony_np.bpe import balanced_groups
 
     sizes = [5, 1, 9, 3, 3, 7]
     groups = balanced_groups(sizes, 2)
@@ -281,8 +281,10 @@ def test_parallel_encoding_threads_use_their_own_bpe(hnp, enc):
     # encode no faster than one thread), and the tokens are those of the serial encode
     import threading
 
-    r = enc.renderer
-    if r._workers < 2:
+    from harmony_np.bpe import ordinary_bpe
+
+    r = ordinary_bpe(enc.vocab).reference  # tiktoken's side of the seam
+    if r.workers < 2:
         pytest.skip("one BPE thread on this machine")
     texts = [f"text {i} " + "lorem ipsum dolor " * (600 + 37 * i) for i in range(6)]
     cores = set()
@@ -295,5 +297,5 @@ def test_parallel_encoding_threads_use_their_own_bpe(hnp, enc):
 
     groups = [[0, 1, 2], [3, 4, 5]]
     out = r.run_parallel(encode, groups)
-    assert [toks for g in out for toks in g] == [r._encode(t) for t in texts]
-    assert len(cores) == 2 and id(r._core) in cores
+    assert [toks for g in out for toks in g] == [r.encode(t) for t in texts]
+    assert len(cores) == 2 and id(r.core) in cores

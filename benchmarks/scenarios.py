@@ -318,3 +318,32 @@ def chat_rows(n: int, seed: int = 0) -> List[List[Dict[str, Any]]]:
             msgs.append({"role": "assistant", "thinking": say(10, 150), "content": say(5, 80)})
         rows.append(msgs)
     return rows
+
+
+_DIVERSE_PIECES = (
+    "The committee reviewed the proposal and asked for a clearer budget before the vote.",
+    "def area(r):\n    return 3.14159 * r ** 2  # circle\n",
+    '{"id": 1042, "tags": ["a", "b"], "ok": true, "ratio": 0.375}',
+    "Москва — столица России, крупнейший по численности населения город страны.",
+    "東京は日本の首都であり、世界有数の大都市です。人口は約1400万人。",
+    "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
+    "القاهرة هي عاصمة جمهورية مصر العربية وأكبر مدنها.",
+    "नई दिल्ली भारत की राजधानी है और यह एक बड़ा शहर है।",
+    "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย",
+    "    \n\n\t\t  indented   text  \n",
+    "I'M sure you'Ll agree: it's 2026, and 1234567 items cost $89.99 (12% off)!",
+)
+
+
+def diverse_texts(n: int, seed: int = 0) -> List[str]:
+    """``n`` texts of mixed prose, code, JSON, several scripts and whitespace runs (about 250
+    tokens each), each its own (a row number leads it)."""
+    r = random.Random(seed)
+    return [f"row {seed}-{i}: " + " ".join(r.choice(_DIVERSE_PIECES) for _ in range(9)) for i in range(n)]
+
+
+def repetitive_texts(n: int, seed: int = 0) -> List[str]:
+    """``n`` texts of a few English words repeated (about 250 tokens each)."""
+    r = random.Random(seed)
+    words = _CHAT_WORDS
+    return [f"row {seed}-{i}: " + " ".join(r.choice(words) for _ in range(240)) for i in range(n)]

@@ -168,20 +168,51 @@ def balanced_groups(sizes: Sequence[int], k: int) -> List[List[int]]:
 
 
 class _Fast:
-    """The accelerated backend, verified against tiktoken, with its guard: ``unsafe`` finds a
-    character that must go to tiktoken (a lone surrogate, a code point the two disagree on, or
-    any non-ASCII character when no guard table fits the installed versions)."""
+    """The accelerated backend, verified against tiktoken, with its guard: the code points whose
+    texts must go to tiktoken (lone surrogates, the measured disagreements, or every non-ASCII
+    code point when ``ranges`` is None: no table fits the installed versions)."""
 
-    def __init__(self, tokenizer, name: str, unsafe: "re.Pattern[str]", note: str) -> None:
+    def __init__(self, tokenizer, name: str, ranges: Optional[List[Tuple[int, int]]], note: str) -> None:
         self.tokenizer = tokenizer
         self.encode = tokenizer.encode_ordinary
         self.name = name
-        self.unsafe = unsafe
         self.note = note
+        table = np.zeros(0x110000, dtype=np.bool_)  # 1.1 MB, one per vocabulary
+        table[0xD800:0xE000] = True
+        if ranges is None:
+            table[0x80:] = True
+            ranges = [(0x80, 0x10FFFF)]
+        for a, b in ranges:
+            table[a : b + 1] = True
+        self.unsafe_table = table
+        # for one short text a regex beats the table's conversion
+        self.unsafe = re.compile("[" + _SURROGATES + "".join(re.escape(chr(a)) + ("" if a == b else "-" + re.escape(chr(b))) for a, b in ranges) + "]")
+
+    def unsafe_rows(self, texts: List[str], joined: str) -> np.ndarray:
+        """The indices of ``texts`` (``joined`` is their concatenation) holding an unsafe code
+        point: code points looked up in the table, a bounded slice of the text at a time."""
+        table = self.unsafe_table
+        hits = []
+        for at in range(0, len(joined), _GUARD_SLICE):
+            part = joined[at : at + _GUARD_SLICE]
+            if part.isascii():
+                continue
+            cps = np.frombuffer(part.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            found = np.flatnonzero(table[cps])
+            if found.size:
+                hits.append(found + at)
+        if not hits:
+            return np.zeros(0, dtype=np.int64)
+        ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+        return np.unique(np.searchsorted(ends, np.concatenate(hits), side="right"))
 
     def encode_flat(self, texts: List[str]) -> Tuple[np.ndarray, np.ndarray]:
         tokens, offsets = self.tokenizer.encode_batch(texts, thread_count())
         return np.asarray(tokens, dtype=np.uint32), np.diff(np.asarray(offsets, dtype=np.int64))
+
+
+# characters of text checked against the guard table at a time (4 bytes each while checked)
+_GUARD_SLICE = 1 << 20
 
 
 class OrdinaryBPE:
@@ -242,8 +273,8 @@ class OrdinaryBPE:
 
     def encode_lists(self, texts: List[str]) -> List[List[int]]:
         """The ids of each text as a list, on the thread pool when there is enough text."""
-        if self._fast is None or any(JOIN_TEXT in t for t in texts if "<|" in t):
-            return self.reference.encode_lists(texts) if self._fast is None else [self.encode(t) for t in texts]
+        if self._fast is None:
+            return self.reference.encode_lists(texts)
         flat, lengths = self.encode_flat(texts)
         ids = flat.tolist()
         out = []
@@ -256,41 +287,54 @@ class OrdinaryBPE:
     def encode_flat(self, texts: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
         """``(tokens, lengths)`` of ``texts``: their ids back to back (``uint32``) and the number
         of ids of each (``int64``), split over the usable cores when there is enough text; no
-        Python object per text or token. A text holding ``<|reserved_200999|>`` is refused
-        (``ValueError``): callers cut their texts at special tokens first. Raises
-        ``UnicodeEncodeError`` for a text with a lone surrogate."""
+        Python object per text or token. Raises ``UnicodeEncodeError`` for a text with a lone
+        surrogate."""
         texts = list(texts)
         if not texts:
             return np.zeros(0, np.uint32), np.zeros(0, np.int64)
-        if any(JOIN_TEXT in t for t in texts if "<|" in t):
-            raise ValueError("a text to encode holds the join token's text")
-        fast = self._load()
-        if fast is None:
-            return self.reference.encode_flat(texts)
         joined = "".join(texts)
-        if joined.isascii() or not fast.unsafe.search(joined):
+        # tiktoken's joined call cuts at this token's text: a text holding it is encoded alone
+        # (in the joined string it may also span two texts, hence the check of each)
+        alone = [i for i, t in enumerate(texts) if JOIN_TEXT in t] if JOIN_TEXT in joined else []
+        fast = self._load()
+        unsafe: List[int] = []
+        if fast is not None and not joined.isascii():
+            unsafe = fast.unsafe_rows(texts, joined).tolist()
+        del joined
+        if fast is None and not alone:
+            return self.reference.encode_flat(texts)
+        if fast is not None and not alone and not unsafe:
             return fast.encode_flat(texts)
-        # some texts must go to tiktoken: each side encodes its own, the rows are merged in order
-        unsafe = fast.unsafe.search
-        to_ref = [i for i, t in enumerate(texts) if not t.isascii() and unsafe(t)]
-        ref_tokens, ref_lengths = self.reference.encode_flat([texts[i] for i in to_ref])
-        ref_set = set(to_ref)
-        to_fast = [i for i in range(len(texts)) if i not in ref_set]
-        fast_tokens, fast_lengths = fast.encode_flat([texts[i] for i in to_fast]) if to_fast else (np.zeros(0, np.uint32), np.zeros(0, np.int64))
-        lengths = np.zeros(len(texts), dtype=np.int64)
-        lengths[to_ref] = ref_lengths
-        lengths[to_fast] = fast_lengths
-        starts = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=starts[1:])
-        tokens = np.empty(int(starts[-1]), dtype=np.uint32)
-        for rows, part, part_lengths in ((to_ref, ref_tokens, ref_lengths), (to_fast, fast_tokens, fast_lengths)):
-            if not rows:
-                continue
-            # destination index of every token of these rows, in their order
-            dest_start = np.repeat(starts[rows], part_lengths)
-            src_start = np.repeat(np.cumsum(part_lengths) - part_lengths, part_lengths)
-            tokens[dest_start + (np.arange(part.shape[0]) - src_start)] = part
-        return tokens, lengths
+        # rows split between the encoders, then merged back in order
+        routed = set(alone) | set(unsafe)
+        joined_ref = sorted(set(unsafe) - set(alone)) if fast is not None else [i for i in range(len(texts)) if i not in routed]
+        rest = [i for i in range(len(texts)) if i not in routed] if fast is not None else []
+        parts = []
+        if alone:
+            lists = [self.reference.encode(texts[i]) for i in alone]
+            parts.append((alone, np.fromiter((x for ids in lists for x in ids), dtype=np.uint32), np.array([len(x) for x in lists], dtype=np.int64)))
+        if joined_ref:
+            parts.append((joined_ref, *self.reference.encode_flat([texts[i] for i in joined_ref])))
+        if rest:
+            parts.append((rest, *fast.encode_flat([texts[i] for i in rest])))  # type: ignore[union-attr]
+        return _merged(len(texts), parts)
+
+
+def _merged(n: int, parts: List[Tuple[List[int], np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(tokens, lengths)`` of ``n`` rows from parts ``(rows, tokens, lengths)`` that together
+    hold every row once, each part's rows in rising order."""
+    lengths = np.zeros(n, dtype=np.int64)
+    for rows, _, part_lengths in parts:
+        lengths[rows] = part_lengths
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    tokens = np.empty(int(starts[-1]), dtype=np.uint32)
+    for rows, part, part_lengths in parts:
+        # the destination of every token of these rows, in their order
+        dest_start = np.repeat(starts[rows], part_lengths)
+        src_start = np.repeat(np.cumsum(part_lengths) - part_lengths, part_lengths)
+        tokens[dest_start + (np.arange(part.shape[0]) - src_start)] = part
+    return tokens, lengths
 
 
 class _Refused(Exception):
@@ -317,8 +361,8 @@ def _load_fast(reference: _Tiktoken) -> _Fast:
         raise _Refused(f"{name} refused: {problem}")
     table = guard_table(name, reference.name)
     if table is None:
-        return _Fast(tokenizer, name, re.compile("[^\x00-\x7f]"), "non-ASCII text via tiktoken: no guard table for these versions, see harmony-np bpe-check")
-    return _Fast(tokenizer, name, _guard_pattern(table), "")
+        return _Fast(tokenizer, name, None, "non-ASCII text via tiktoken: no guard table for these versions, see harmony-np bpe-check")
+    return _Fast(tokenizer, name, table, "")
 
 
 def vocabulary_problem(tokenizer, vocab: Vocabulary) -> Optional[str]:
@@ -376,7 +420,7 @@ def measure_disagreements(tokenizer, reference: _Tiktoken, code_points: Optional
     cps = list(code_points)
     template = _CONTEXT_TEMPLATE
     texts = [template.replace("{c}", chr(c)) for c in cps]
-    theirs, their_len = _Fast(tokenizer, "", re.compile("(?!)"), "").encode_flat(texts)
+    theirs, their_len = _Fast(tokenizer, "", [], "").encode_flat(texts)
     ours, our_len = reference.encode_flat(texts)
     bad = np.flatnonzero(their_len != our_len)
     same = np.flatnonzero(their_len == our_len)
@@ -464,11 +508,6 @@ def check_and_store(vocab: Vocabulary) -> Tuple[str, List[Tuple[int, int]], Opti
         return name, measure_disagreements(tokenizer, reference), None
     path = folder / GUARD_FILE
     return name, write_guard_table(path, tokenizer, reference, name), str(path)
-
-
-def _guard_pattern(ranges: List[Tuple[int, int]]) -> "re.Pattern[str]":
-    parts = [_SURROGATES] + [re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges]
-    return re.compile("[" + "".join(parts) + "]")
 
 
 def ordinary_bpe(vocab: Vocabulary) -> OrdinaryBPE:

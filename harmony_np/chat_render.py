@@ -9,7 +9,7 @@ those blocks begin and end at special tokens, so cutting there changes no id.
 
 A batch is the fast path: no harmony objects, every distinct piece of text (the system message,
 the developer message with its tools, headers, repeated contents) encoded once per batch by
-value, the fresh ones in joined tiktoken calls over the thread pool, and the rows assembled by
+value, the fresh ones in one batch encode through the BPE seam (harmony_np.bpe), and the rows assembled by
 one kernel call.
 """
 

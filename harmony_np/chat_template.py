@@ -491,6 +491,25 @@ def render_chunks(
     last_tool_call: Any = None
     n = len(loop_messages)
     for index, message in enumerate(loop_messages):
+        if message.__class__ is dict:
+            # the common rows, plain dicts of str values, without the general lookups (the
+            # same result: none of these keys is a dict attribute)
+            role = message.get("role", _ABSENT)
+            content = message.get("content", _ABSENT)
+            if role == "user" and content.__class__ is str:
+                out.append(("<|start|>user<|message|>", content, "<|end|>"))
+                gen.append(False)
+                continue
+            if role == "assistant" and content.__class__ is str and "tool_calls" not in message and (index != n - 1 or add_generation_prompt):
+                if _ANALYSIS_TAG in content or _FINAL_TAG in content:
+                    raise ChatTemplateError(_TAGS_IN_CONTENT)
+                thinking = message.get("thinking", _ABSENT)
+                if thinking is not _ABSENT and _has_channel_tags(thinking):
+                    raise ChatTemplateError(_TAGS_IN_THINKING)
+                out.append(("<|start|>assistant<|channel|>final<|message|>", content, "<|end|>"))
+                gen.append(True)
+                last_tool_call = None
+                continue
         role = attr(message, "role")
         if role == "assistant":
             if _contains(message, "content") and _has_channel_tags(attr(message, "content")):

@@ -37,7 +37,7 @@ from .model import (
 )
 from .rust_text import surrogate_error
 from .schema import CONVERSATION_JSON_DEPTH, MESSAGE_JSON_DEPTH, tools_section
-from .bpe import JOIN_TEXT, ordinary_bpe
+from .bpe import ordinary_bpe
 from .vocab import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START, Vocabulary
 from .tuning import HEADER_CACHE_MAX_BYTES, PARALLEL_ONE_TEXT, TEXT_CACHE_MAX_BYTES, TEXT_CACHE_MAX_CHARS
 
@@ -179,8 +179,6 @@ class Renderer:
             toks = cached.get(t)
             if toks is not None:
                 out[i] = array.array("I", toks)
-            elif JOIN_TEXT in t:
-                out[i] = array.array("I", self._encode(t))
             else:
                 fresh.append(i)
         if not fresh:

@@ -111,11 +111,14 @@ def test_lone_surrogates_raise_as_tiktoken_does():
     assert ENC.encode_ordinary("a\ud800b") == REF.encode("a\ufffdb")
 
 
-def test_the_join_token_text_is_refused_by_the_batch_encode():
-    with pytest.raises(ValueError, match="join token"):
-        SEAM.encode_flat(["a", "x <|reserved_200999|> y"])
-    # the single and list encodes take it as plain text
-    assert SEAM.encode_lists(["x <|reserved_200999|> y"]) == [REF.encode("x <|reserved_200999|> y")]
+def test_texts_holding_the_join_token_text_are_encoded_alone():
+    # tiktoken's joined call cuts at <|reserved_200999|>: such a text (or two texts that hold
+    # it only when joined) must still get its own ids, on both backends
+    texts = ["a", "x <|reserved_200999|> y", "ends <|reserved_2009", "99|> starts", "é <|reserved_200999|>"]
+    want = [REF.encode(t) for t in texts]
+    for seam in (SEAM, bpe.OrdinaryBPE(ENC.vocab, "tiktoken")):
+        assert _rows(*seam.encode_flat(texts)) == want
+        assert seam.encode_lists(texts) == want
 
 
 def test_facade_encode_with_allowed_specials_equals_tiktoken():

@@ -252,6 +252,35 @@ class ChatTemplate:
         _ENC.apply_chat_template([json.loads(x)["messages"] for x in self.lines], return_dict=True, return_assistant_tokens_mask=True)
 
 
+class BpeBackends:
+    """The batch encode of fresh text through the BPE seam, by backend: ``auto`` is the
+    accelerated one where the ``[fast]`` extra is installed and verifies (tiktoken elsewhere),
+    ``tiktoken`` the reference; 20,000 rows of about 250 tokens, diverse (prose, code, JSON, six
+    scripts, whitespace runs) and repetitive (a few English words)."""
+
+    params = ["auto", "tiktoken"]
+    param_names = ["backend"]
+    number = 1
+    repeat = (3, 10, 60.0)
+    warmup_time = 0.0
+
+    def setup(self, backend):
+        try:
+            from harmony_np.bpe import OrdinaryBPE
+        except ImportError:
+            raise NotImplementedError("no BPE seam in this version")
+        self.seam = OrdinaryBPE(_ENC.vocab, backend)
+        self.seam.encode_flat(scenarios.diverse_texts(500, seed=-1))  # loads and verifies the backend
+        self.diverse = scenarios.diverse_texts(20_000, seed=next(_TAGS))
+        self.repetitive = scenarios.repetitive_texts(20_000, seed=next(_TAGS))
+
+    def time_encode_flat_diverse_20k(self, backend):
+        self.seam.encode_flat(self.diverse)
+
+    def time_encode_flat_repetitive_20k(self, backend):
+        self.seam.encode_flat(self.repetitive)
+
+
 class Memory:
     """Peak memory of loading and of batch work (asv reports the benchmark process's peak RSS,
     so the batch figures include building their 10,000 inputs)."""

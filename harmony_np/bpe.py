@@ -33,7 +33,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .threads import first_import, run_parallel, thread_count
+from .threads import first_import, first_use, run_parallel, thread_count
 from .tuning import BATCH_PARALLEL_MIN_CHARS, PARALLEL_MIN_CHARS
 from .vocab import N_ORDINARY, Vocabulary, writable_cache_folder, cache_folders
 
@@ -229,7 +229,6 @@ class OrdinaryBPE:
         self._fast: Optional[_Fast] = None
         self._loaded = choice == "tiktoken"
         self._why = f"{BACKEND_ENV}=tiktoken" if choice == "tiktoken" else ""
-        self._lock = threading.Lock()
 
     # -- which backend ------------------------------------------------------------------------
     @property
@@ -245,7 +244,7 @@ class OrdinaryBPE:
     def _load(self) -> Optional[_Fast]:
         if self._loaded:
             return self._fast
-        with self._lock:
+        with first_use():  # a fork waits for the load (see harmony_np.threads)
             if not self._loaded:
                 try:
                     self._fast = _load_fast(self.reference)

@@ -20,12 +20,15 @@ import os
 import sys
 import threading
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:  # concurrent.futures costs ~7 ms of start-up: imported with the first pool
-    from concurrent.futures import ThreadPoolExecutor
+# Imported here, not with the first pool: importing it registers fork hooks (its shutdown lock
+# taken before a fork, released after), and an import that lands while a fork's hooks wait for
+# harmony_np's locks in another thread (tiktoken's import brings it too) would release a lock
+# that fork never took. Every use that encodes text imports it anyway, with tiktoken.
+from concurrent.futures import ThreadPoolExecutor
 
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_pid = 0
@@ -35,6 +38,15 @@ _pool_lock = threading.Lock()
 # child forked mid-import would find the module half made and wait forever on its import lock.
 _first_use_lock = threading.RLock()
 _imported: Dict[str, ModuleType] = {}
+
+
+@contextlib.contextmanager
+def first_use():
+    """Hold the lock a fork waits for, around a first use that builds shared state (a backend
+    loaded, an object attached to the vocabulary): a child forked meanwhile would inherit it half
+    built, or a lock held by a thread it does not have. Reentrant."""
+    with _first_use_lock:
+        yield
 
 
 def first_import(name: str) -> ModuleType:
@@ -127,8 +139,6 @@ def pool() -> ThreadPoolExecutor:
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
-            from concurrent.futures import ThreadPoolExecutor
-
             _pool = ThreadPoolExecutor(max(1, thread_count() - 1), thread_name_prefix="harmony_np")
             _pool_pid = os.getpid()
         return _pool

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HarmonyError
-from .threads import first_import
+from .threads import first_import, first_use
 
 VOCAB_FILE_NAME = "o200k_base.tiktoken"
 EXPECTED_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
@@ -81,9 +81,6 @@ SPECIAL_TOKENS: dict[str, int] = _special_tokens()
 SPECIAL_TOKEN_TEXT: dict[int, str] = {v: k for k, v in SPECIAL_TOKENS.items()}
 
 
-_ATTACH_LOCK = threading.RLock()
-
-
 class VocabularyError(HarmonyError):
     """The vocabulary file is missing, corrupt or not o200k_base."""
 
@@ -103,7 +100,7 @@ class Vocabulary:
         vocabulary live as long as it, not in a cache keyed by its id())."""
         obj = self._attached.get(key)
         if obj is None:
-            with _ATTACH_LOCK:
+            with first_use():  # a fork waits for it (see harmony_np.threads)
                 obj = self._attached.get(key)
                 if obj is None:
                     obj = self._attached[key] = build(self)

@@ -79,7 +79,7 @@ def test_ray_map_batches_both_callables(enc, hnp, ray_cluster, tmp_path):
     comps = completions(hnp, 300, seed=8)
     path = tmp_path / "comps.parquet"
     pq.write_table(pa.table({"id": list(range(300)), "tokens": pa.array(comps, pa.large_list(pa.uint32()))}), path, row_group_size=50)
-    ds = ray.data.read_parquet(str(path), override_num_blocks=6)  # blocks for both actors
+    ds = ray.data.read_parquet(str(path)).repartition(4)  # blocks for both actors
     parsed = ds.map_batches(CompletionParser, fn_constructor_kwargs={"output": "chat"}, batch_format="pyarrow",
                             batch_size=64, compute=ray.data.ActorPoolStrategy(size=2))
     rows = sorted(parsed.take_all(), key=lambda r: r["id"])

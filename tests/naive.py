@@ -213,3 +213,15 @@ def naive_gather_spans(token_bytes: Sequence[bytes], spans: Sequence[Sequence[in
     for p in parts:
         byte_off.append(byte_off[-1] + len(p))
     return b"".join(parts), byte_off
+
+
+def naive_utf8_invalid_rows(rows: Sequence[bytes]) -> List[bool]:
+    """``utf8_invalid_rows``: whether each row's bytes fail Python's strict UTF-8 decoder."""
+    out = []
+    for row in rows:
+        try:
+            row.decode("utf-8")
+            out.append(False)
+        except UnicodeDecodeError:
+            out.append(True)
+    return out

@@ -28,6 +28,7 @@ from naive import (
     naive_pad_rows,
     naive_scan,
     naive_scan_batch,
+    naive_utf8_invalid_rows,
     naive_scan_gather,
     naive_span_hash,
     naive_stream_positions,
@@ -433,3 +434,18 @@ def test_gather_spans_split_over_threads(kernels, vocab, token_bytes, monkeypatc
     want_data, want_off = naive_gather_spans(token_bytes, [tokens[x:z] for x, z in spans])
     assert byte_off.tolist() == want_off
     assert data.tobytes() == want_data
+
+
+# byte rows near UTF-8's edges: every lead byte, truncated and overlong sequences, surrogates,
+# code points past U+10FFFF, and valid text in several scripts
+_UTF8_EDGES = [b"", b"a", "é".encode(), "€".encode(), "𝄞".encode(), b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80",
+               b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xe2\x82", b"\x80", b"\xff", b"\xf0\x9f\x98"]
+
+
+@settings(deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=12), st.sampled_from(_UTF8_EDGES), st.text(max_size=6).map(lambda t: t.encode("utf-8", "surrogatepass"))), max_size=30))
+def test_utf8_invalid_rows(kernels, rows):
+    data = np.frombuffer(b"".join(rows), dtype=np.uint8)
+    byte_off = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=byte_off[1:])
+    assert kernels.utf8_invalid_rows(read_only(data), byte_off).tolist() == naive_utf8_invalid_rows(rows)

@@ -421,12 +421,16 @@ def _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, out, lo, hi):
-    # the ids are read a second time here, and checked again (a compare a token): a token
+def _copy_spans(flat, offsets, slots, tokens, span_start, span_stop, byte_off, out, lo, hi):
+    # A token of up to 16 bytes is copied as its whole 16-byte slot (a fixed-length copy the
+    # compiler unrolls), where the row has 16 bytes left: the slot's tail lands on bytes the
+    # next tokens of the same row write after it, never past the row (another thread's rows).
+    # The ids are read a second time here, and checked again (a compare a token): a token
     # buffer shared with the caller (an Arrow column) that another thread writes between the
     # two passes can spoil its rows' bytes, but never make this read or write out of bounds
     n_ids = np.uint64(offsets.shape[0] - 1)
     one = np.uint64(1)
+    width = np.uint64(SLOT_BYTES)
     spoiled = 0
     for r in range(lo, hi):
         b = np.uint64(byte_off[r])
@@ -438,14 +442,44 @@ def _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, out, lo,
                 break
             q = np.uint64(offsets[t])
             z = np.uint64(offsets[t + one])
-            if z - q > end - b:
+            m = z - q
+            if m > end - b:
                 spoiled += 1
                 break
+            if m <= width and end - b >= width:
+                k = np.uint64(0)
+                while k < width:
+                    out[b + k] = slots[t, k]
+                    k += one
+                b += m
+                continue
             while q < z:
                 out[b] = flat[q]
                 b += one
                 q += one
     return spoiled
+
+
+SLOT_BYTES = 16
+_SLOTS: list = []  # [(flat, offsets, slots)]: one byte table's slots, kept with the arrays they came from
+
+
+def token_slots(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``uint8`` of shape ``(ids, 16)``: each token's first 16 bytes, zero-padded (3.2 MB for
+    o200k, made once per byte table)."""
+    if _SLOTS and _SLOTS[0][0] is flat and _SLOTS[0][1] is offsets:
+        return _SLOTS[0][2]
+    n = offsets.shape[0] - 1
+    lengths = np.minimum(np.diff(offsets), SLOT_BYTES)
+    within = np.arange(SLOT_BYTES)
+    take = within[None, :] < lengths[:, None]
+    index = np.minimum(offsets[:-1, None] + within[None, :], max(flat.shape[0] - 1, 0))
+    slots = np.zeros((n, SLOT_BYTES), dtype=np.uint8)
+    if flat.shape[0]:
+        slots[take] = flat[index[take]]
+    slots.setflags(write=False)
+    _SLOTS[:] = [(flat, offsets, slots)]  # the arrays kept alive: their identity stays theirs
+    return slots
 
 
 def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarray):
@@ -471,7 +505,8 @@ def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span
     np.cumsum(byte_off, out=byte_off)
     data = np.empty(int(byte_off[-1]), dtype=np.uint8)
     ranges = split_by_weight(byte_off, threads, KERNEL_SPLIT_MIN)
-    spoiled = run_parallel([lambda lo=lo, hi=hi: _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, data, lo, hi) for lo, hi in ranges])
+    slots = token_slots(flat, offsets)
+    spoiled = run_parallel([lambda lo=lo, hi=hi: _copy_spans(flat, offsets, slots, tokens, span_start, span_stop, byte_off, data, lo, hi) for lo, hi in ranges])
     if any(spoiled):
         raise ValueError("the token ids changed while their bytes were gathered (a buffer another thread writes)")
     return data, byte_off

@@ -406,7 +406,7 @@ def test_gather_spans_serial_ranges(kernels, vocab, token_bytes, case, data):
     want_sizes = [z - a for a, z in zip(want_off, want_off[1:])]
     assert sizes.tolist() == [-1] * lo + want_sizes[lo:hi] + [-1] * (len(spans) - hi)
     out = np.full(len(want_data), 0xA5, dtype=np.uint8)
-    kernels._copy_spans(vocab.flat, vocab.offsets, arr, starts, stops, np.array(want_off, dtype=np.int64), out, lo, hi)
+    kernels._copy_spans(vocab.flat, vocab.offsets, kernels.token_slots(vocab.flat, vocab.offsets), arr, starts, stops, np.array(want_off, dtype=np.int64), out, lo, hi)
     a, z = want_off[lo], want_off[hi]
     assert out.tobytes() == b"\xa5" * a + want_data[a:z] + b"\xa5" * (len(want_data) - z)
 

@@ -118,9 +118,11 @@ def usable_cores() -> int:
 
 
 def thread_count() -> int:
-    """How many threads work on one call: ``$HARMONY_NP_THREADS``, else at most 4, and never
-    more than the usable cores (each thread that encodes text holds its own copy of the BPE,
-    about 47 MiB, and threads beyond the cores only add copies)."""
+    """How many threads work on one call: ``$HARMONY_NP_THREADS``, else at most 4 and at most
+    ``$OMP_NUM_THREADS`` where that is set (Ray sets it to a task's or actor's CPUs, so that
+    actors sharing a machine do not each take all its cores), and never more than the usable
+    cores (each thread that encodes text holds its own copy of the BPE, about 47 MiB, and
+    threads beyond the cores only add copies)."""
     value = os.environ.get("HARMONY_NP_THREADS")
     if value is not None:
         try:
@@ -130,7 +132,11 @@ def thread_count() -> int:
         if n < 1:
             raise ValueError(f"HARMONY_NP_THREADS must be a positive integer, got {value!r}")
         return min(n, usable_cores())
-    return min(usable_cores(), 4)
+    n = min(usable_cores(), 4)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) >= 1:  # another library's setting: honoured, never refused
+        n = min(n, int(omp))
+    return n
 
 
 def pool() -> ThreadPoolExecutor:

@@ -25,6 +25,7 @@ def test_thread_count_setting(monkeypatch):
         with pytest.raises(ValueError, match=f"HARMONY_NP_THREADS must be a positive integer, got '{bad}'"):
             thread_count()
     monkeypatch.delenv("HARMONY_NP_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert 1 <= thread_count() <= 4
 
 
@@ -122,7 +123,24 @@ def test_thread_count_capped_at_usable_cores(monkeypatch):
     monkeypatch.setenv("HARMONY_NP_THREADS", "1")
     assert thread_count() == 1
     monkeypatch.delenv("HARMONY_NP_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert thread_count() == min(cores, 4)
+
+
+def test_thread_count_honours_omp_num_threads(monkeypatch):
+    # Ray sets OMP_NUM_THREADS to an actor's CPUs: actors sharing a machine then take one core
+    # each, not all of them; our own setting still wins, and a value we cannot read is ignored
+    monkeypatch.delenv("HARMONY_NP_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert thread_count() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    assert thread_count() == min(_usable_cores(), 4)
+    for ignored in ("0", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert thread_count() == min(_usable_cores(), 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HARMONY_NP_THREADS", "2")
+    assert thread_count() == min(2, _usable_cores())
 
 
 def test_pool_threads_capped_at_usable_cores(tmp_path):

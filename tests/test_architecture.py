@@ -27,6 +27,7 @@ LAYERS: List[Set[str]] = [
     {"render_batch", "recover"},
     {"stream", "parse_batch"},
     {"encoding"},  # the facade
+    {"parquet_io"},  # Parquet streamed a batch at a time, under the CLI (pyarrow inside functions)
     {"cli"},
     {"__init__"},
     {"__main__"},

@@ -162,6 +162,8 @@ def _scan_completion(tokens, role_given, strict, recs):
         he = j
         if tok != MESSAGE:
             if first and he > hs:
+                if m == recs.shape[0]:  # see the check below
+                    return m, ST_UNEXPECTED, hs
                 recs[m, REC_KIND] = REC_HEADER_ONLY
                 recs[m, REC_HS] = hs
                 recs[m, REC_HE] = he
@@ -185,6 +187,11 @@ def _scan_completion(tokens, role_given, strict, recs):
                 if tok >= N_VOCAB:
                     flags |= FLAG_CONTENT_UNKNOWN
             j += 1
+        if m == recs.shape[0]:
+            # more records than the caller counted room for: only if another thread wrote the
+            # tokens (a buffer shared with the caller) while they were read; refused, not
+            # written out of bounds
+            return m, ST_UNEXPECTED, hs
         recs[m, REC_KIND] = REC_MESSAGE
         recs[m, REC_HS] = hs
         recs[m, REC_HE] = he
@@ -415,8 +422,30 @@ def _span_bytes(offsets, tokens, span_start, span_stop, sizes, lo, hi):
 
 @njit(cache=True, nogil=True)
 def _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, out, lo, hi):
+    # the ids are read a second time here, and checked again (a compare a token): a token
+    # buffer shared with the caller (an Arrow column) that another thread writes between the
+    # two passes can spoil its rows' bytes, but never make this read or write out of bounds
+    n_ids = np.uint64(offsets.shape[0] - 1)
+    one = np.uint64(1)
+    spoiled = 0
     for r in range(lo, hi):
-        _copy_tokens(tokens, span_start[r], span_stop[r], flat, offsets, out, np.uint64(byte_off[r]))
+        b = np.uint64(byte_off[r])
+        end = np.uint64(byte_off[r + 1])
+        for j in range(np.uint64(span_start[r]), np.uint64(span_stop[r])):
+            t = np.uint64(tokens[j])
+            if t >= n_ids:
+                spoiled += 1
+                break
+            q = np.uint64(offsets[t])
+            z = np.uint64(offsets[t + one])
+            if z - q > end - b:
+                spoiled += 1
+                break
+            while q < z:
+                out[b] = flat[q]
+                b += one
+                q += one
+    return spoiled
 
 
 def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span_start: np.ndarray, span_stop: np.ndarray):
@@ -442,5 +471,62 @@ def gather_spans(flat: np.ndarray, offsets: np.ndarray, tokens: np.ndarray, span
     np.cumsum(byte_off, out=byte_off)
     data = np.empty(int(byte_off[-1]), dtype=np.uint8)
     ranges = split_by_weight(byte_off, threads, KERNEL_SPLIT_MIN)
-    run_parallel([lambda lo=lo, hi=hi: _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, data, lo, hi) for lo, hi in ranges])
+    spoiled = run_parallel([lambda lo=lo, hi=hi: _copy_spans(flat, offsets, tokens, span_start, span_stop, byte_off, data, lo, hi) for lo, hi in ranges])
+    if any(spoiled):
+        raise ValueError("the token ids changed while their bytes were gathered (a buffer another thread writes)")
     return data, byte_off
+
+
+@njit(cache=True, nogil=True)
+def _utf8_invalid_rows(data, byte_off, bad):
+    # a UTF-8 validator per row (the rules of Python's strict decoder: no overlongs, no
+    # surrogates, nothing past U+10FFFF)
+    for r in range(byte_off.shape[0] - 1):
+        i = byte_off[r]
+        z = byte_off[r + 1]
+        while i < z:
+            c = data[i]
+            if c < 0x80:
+                i += 1
+                continue
+            if 0xC2 <= c <= 0xDF:
+                n, lo, hi = 1, 0x80, 0xBF
+            elif c == 0xE0:
+                n, lo, hi = 2, 0xA0, 0xBF
+            elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+                n, lo, hi = 2, 0x80, 0xBF
+            elif c == 0xED:
+                n, lo, hi = 2, 0x80, 0x9F
+            elif c == 0xF0:
+                n, lo, hi = 3, 0x90, 0xBF
+            elif 0xF1 <= c <= 0xF3:
+                n, lo, hi = 3, 0x80, 0xBF
+            elif c == 0xF4:
+                n, lo, hi = 3, 0x80, 0x8F
+            else:
+                bad[r] = True
+                break
+            if i + n >= z:  # the sequence runs past the row's end
+                bad[r] = True
+                break
+            c1 = data[i + 1]
+            if c1 < lo or c1 > hi:
+                bad[r] = True
+                break
+            ok = True
+            for k in range(2, n + 1):
+                ck = data[i + k]
+                if ck < 0x80 or ck > 0xBF:
+                    ok = False
+            if not ok:
+                bad[r] = True
+                break
+            i += n + 1
+
+
+def utf8_invalid_rows(data: np.ndarray, byte_off: np.ndarray) -> np.ndarray:
+    """``bool`` per row: whether the row's bytes ``data[byte_off[r]:byte_off[r + 1]]`` are not
+    valid UTF-8 (offsets in bounds and non-decreasing: checked by the caller)."""
+    bad = np.zeros(byte_off.shape[0] - 1, dtype=np.bool_)
+    _utf8_invalid_rows(data, byte_off, bad)
+    return bad

@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from .arrow_layout import dictionary_column, is_arrow, text_array, tokens_column
 from .errors import HarmonyError, with_index
 from .gate import completion_buffers, role_arg, strict_flag
 from .lazy import kernels
@@ -39,7 +40,10 @@ class MessageTable:
     (codes into ``strings``; -1 is None), ``content_start``/``content_stop`` (the content's token
     span in ``tokens``). ``tokens``/``offsets`` are the input completions (completion ``b`` is
     ``tokens[offsets[b]:offsets[b + 1]]``), in read-only memory of the table's own: a caller's
-    array changed afterwards changes nothing here. ``errors[b]`` is None, or the error text the single
+    array changed afterwards changes nothing here (except for a pyarrow column of ``uint32``
+    ids, which is not copied: ``tokens`` is a read-only view of its buffer, and the ids are
+    checked again whenever contents are decoded, so a buffer its owner changes later gives the
+    new text or a ``ValueError``, never a read out of bounds). ``errors[b]`` is None, or the error text the single
     call raises for completion ``b`` (its messages are then not in the table). Content text is
     decoded on first use, all of it in one pass. ``span_start``/``span_stop``: each message's
     whole token range, ``<|start|>`` through its terminator.
@@ -149,6 +153,28 @@ class MessageTable:
         self._build(lo, hi, texts, out, int(self.completion[lo]))
         return out[0]
 
+    def to_arrow(self) -> Any:
+        """The messages as a ``pyarrow.Table``, one row per message: ``completion`` (int64),
+        ``role``, ``name``, ``channel``, ``recipient``, ``content_type`` (dictionary-encoded
+        strings, null for None) and ``content`` (``large_string``). Row for row equal to
+        :meth:`to_messages` and :meth:`content_texts`; the contents are the gathered bytes
+        themselves (no Python string per message; only contents that are not valid UTF-8 are
+        decoded, with replacement characters as :meth:`content_texts` has them)."""
+        import pyarrow as pa
+
+        data, byte_off, rows = _gathered_contents(self)
+        cache: list = []
+        content = text_array(data, byte_off, {i: _override_text(self, i, cache) for i in rows.tolist()})
+        return pa.table({
+            "completion": pa.array(self.completion),
+            "role": dictionary_column(self.role, [r.value for r in ROLES]),
+            "name": dictionary_column(self.name, self.strings),
+            "channel": dictionary_column(self.channel, self.strings),
+            "recipient": dictionary_column(self.recipient, self.strings),
+            "content_type": dictionary_column(self.content_type, self.strings),
+            "content": content,
+        })
+
     def to_chat(self, *, call_id_prefix: str = "call_") -> List[Optional[dict]]:
         """The assistant's chat message of every completion: ``to_chat(self.messages_of(b))``
         of :func:`harmony_np.chat.to_chat` for completion ``b``, or None for a completion with an
@@ -182,7 +208,11 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     scan_batch, span_hashes = kernels().scan_batch, kernels().span_hashes
     r = role_arg(role)
     strict = strict_flag(strict)
-    flat, starts, bad_input = completion_buffers(completions, offsets, errors)
+    if offsets is None and is_arrow(completions):
+        # read from the Arrow buffers; uint32 values are not copied (see MessageTable.tokens)
+        flat, starts, bad_input = tokens_column(completions, errors)
+    else:
+        flat, starts, bad_input = completion_buffers(completions, offsets, errors)
     n_comp = starts.shape[0] - 1
     recs, rec_starts, status, _pos = scan_batch(flat, starts, r is not None, strict)
     n_rec = recs.shape[0]
@@ -294,7 +324,8 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
             exc = HarmonyError(header_error[b])
         elif exc is None:
             try:
-                parse_completion(encoding, flat[starts[b] : starts[b + 1]], r, strict)
+                # a copy: flat may be an Arrow buffer that its owner can still write
+                parse_completion(encoding, flat[starts[b] : starts[b + 1]].copy(), r, strict)
             except Exception as e:  # the single call's error is the row's error
                 exc = e
             else:  # pragma: no cover - the scan and the single call disagree: a bug
@@ -308,7 +339,7 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
         exc = None
         if errors == "recover" and b not in bad_input:
             try:
-                recovered[b] = recover_completion(encoding, flat[starts[b] : starts[b + 1]], r)
+                recovered[b] = recover_completion(encoding, flat[starts[b] : starts[b + 1]].copy(), r)
             except ValueError as e:  # an id outside the vocabulary: nothing to read
                 error_text[b] = str(e)
                 error_type[b] = type(e).__name__
@@ -426,6 +457,33 @@ def _add_recovered(table: MessageTable, recovered: dict, starts: np.ndarray, cod
 
 def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None) -> List[str]:
     """The content texts of rows ``lo:hi`` (default: every row)."""
+    data, byte_off, rows = _gathered_contents(table, lo, hi)
+    hi = lo + byte_off.shape[0] - 1
+    # invalid UTF-8 replaced, as the oracle's token-by-token decoding does when every id is known
+    view = memoryview(data)
+    bo = byte_off.tolist()
+    texts = [str(view[bo[i] : bo[i + 1]], "utf-8", "replace") for i in range(hi - lo)]
+    if rows.size:
+        cache: list = []
+        for i in rows.tolist():
+            texts[i - lo] = _override_text(table, i, cache)
+    return texts
+
+
+def _override_text(table: MessageTable, i: int, cache: list) -> str:
+    """The content text of override row ``i`` (``cache``: an empty list, for the tables)."""
+    text = table._overrides[i]
+    if text is None:  # unknown ids: decoded the oracle's slow way
+        if not cache:
+            cache.append(tables(table._encoding))
+        text = stream_text(cache[0], table.tokens[table.content_start[i] : table.content_stop[i]].tolist())
+    return text
+
+
+def _gathered_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(bytes, byte offsets, override rows)`` of the contents of rows ``lo:hi``: row ``lo + i``
+    is ``bytes[offsets[i]:offsets[i + 1]]``, except the override rows (absolute, sorted), which
+    are empty there and whose text :func:`_override_text` gives."""
     gather_spans = kernels().gather_spans
     if hi is None:
         hi = len(table)
@@ -436,14 +494,14 @@ def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None)
     if tokens.ndim != 1 or cs.shape != (hi - lo,) or ce.shape != (hi - lo,):
         raise ValueError("the table's tokens, content_start and content_stop no longer fit its rows")
     overrides = table._overrides
-    rows = None
+    rows = np.zeros(0, dtype=np.int64)
     if overrides:
         # spans that are not decoded from the byte table: header-only records, unknown ids and
         # recovered messages; their rows, sorted once, are searched for this range's
-        rows = table._override_rows
-        if rows is None:
-            rows = table._override_rows = np.sort(np.fromiter(overrides.keys(), dtype=np.int64, count=len(overrides)))
-        rows = rows[np.searchsorted(rows, lo) : np.searchsorted(rows, hi)]
+        every = table._override_rows
+        if every is None:
+            every = table._override_rows = np.sort(np.fromiter(overrides.keys(), dtype=np.int64, count=len(overrides)))
+        rows = every[np.searchsorted(every, lo) : np.searchsorted(every, hi)]
         if rows.size:
             cs = cs.copy()
             ce = ce.copy()
@@ -453,19 +511,10 @@ def _decode_contents(table: MessageTable, lo: int = 0, hi: Optional[int] = None)
         i = int(np.flatnonzero((cs < 0) | (ce > tokens.shape[0]) | (ce < cs))[0])
         raise ValueError(f"row {lo + i}: content span {cs[i]}:{ce[i]} is not within the {tokens.shape[0]} tokens")
     vocab = table._encoding.vocab
-    data, byte_off = gather_spans(vocab.flat, vocab.offsets, tokens, cs, ce)
-    # invalid UTF-8 replaced, as the oracle's token-by-token decoding does when every id is known
-    view = memoryview(data)
-    bo = byte_off.tolist()
-    texts = [str(view[bo[i] : bo[i + 1]], "utf-8", "replace") for i in range(hi - lo)]
-    if rows is not None and rows.size:
-        t = None
-        for i in rows.tolist():
-            text = overrides[i]
-            if text is None:
-                if t is None:
-                    t = tables(table._encoding)
-                text = stream_text(t, table.tokens[table.content_start[i] : table.content_stop[i]].tolist())
-            texts[i - lo] = text
-    return texts
-
+    try:
+        data, byte_off = gather_spans(vocab.flat, vocab.offsets, tokens, cs, ce)
+    except ValueError as exc:
+        # the ids were checked when parsed: only a buffer shared with an Arrow input's owner
+        # can have changed since
+        raise ValueError(f"{exc}: the table's tokens changed after parsing (replaced, or an Arrow input's buffer written by its owner)") from None
+    return data, byte_off, rows

@@ -11,6 +11,8 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from .arrow_layout import large_list, list_column
+from .errors import with_index
 from .gate import offsets_problem, ragged_buffers
 from .lazy import kernels
 
@@ -102,6 +104,53 @@ class RaggedTokens:
             nonempty = ends > offsets[rows]
             tokens[ends[nonempty] - 1] = last_token[1]
         return cls.adopt(tokens, offsets, mask if with_mask else None)
+
+    @classmethod
+    def from_arrow(cls, array: Any, mask: Any = None) -> "RaggedTokens":
+        """Rows from a pyarrow ``ListArray``, ``LargeListArray`` or ``ChunkedArray`` of integer
+        lists (``mask``: the loss mask as such a column of 0/1, rows as long as the token rows).
+
+        Checked as the constructor checks (ids in ``uint32`` range, offsets a layout of the
+        values, mask 0/1); a null row or a null value is an error naming its row. ``uint32``
+        tokens (and a ``uint8`` mask) in one chunk are not copied: the rows are a read-only view
+        of the Arrow buffers, and the arrays' owner must not change them (what reads them here
+        copies values only, never looks anything up by them). Offsets are always copied.
+        """
+        col = list_column(array, "tokens")
+        if col.bad:
+            row, exc = next(iter(col.bad.items()))
+            raise with_index(exc, f"tokens row {row}") from None
+        loss_mask = None
+        if mask is not None:
+            mcol = list_column(mask, "mask", np.uint8)
+            if mcol.bad:
+                row, exc = next(iter(mcol.bad.items()))
+                raise with_index(exc, f"mask row {row}") from None
+            if mcol.offsets.shape != col.offsets.shape or not np.array_equal(mcol.offsets, col.offsets):
+                diff = np.diff(mcol.offsets), np.diff(col.offsets)
+                if diff[0].shape != diff[1].shape:
+                    raise ValueError(f"mask has {diff[0].shape[0]} rows for {diff[1].shape[0]} token rows")
+                row = int(np.flatnonzero(diff[0] != diff[1])[0])
+                raise ValueError(f"mask row {row} has {diff[0][row]} values for {diff[1][row]} tokens")
+            loss_mask = mcol.values
+            if loss_mask.size and int(loss_mask.max()) > 1:
+                i = int(np.flatnonzero(loss_mask > 1)[0])
+                row = int(np.searchsorted(col.offsets, i, "right")) - 1
+                raise ValueError(f"mask row {row}: value {loss_mask[i]} at position {i - int(col.offsets[row])} is not 0 or 1")
+        return cls.adopt(col.values, col.offsets, loss_mask)
+
+    def to_arrow(self) -> Any:
+        """The rows as a pyarrow ``LargeListArray`` of ``uint32`` over this object's own
+        (read-only) token and offset buffers: no copy."""
+        return large_list(self._tokens, self._offsets)
+
+    def to_arrow_mask(self) -> Any:
+        """The loss mask as a pyarrow ``LargeListArray`` of ``uint8``, rows aligned with
+        :meth:`to_arrow`, over the mask and offset buffers (no copy). Raises ``ValueError`` when
+        there is no mask."""
+        if self._loss_mask is None:
+            raise ValueError("this result has no loss mask: render with loss_mask=True or mode='training'")
+        return large_list(self._loss_mask, self._offsets)
 
     def _set(self, tokens: np.ndarray, offsets: np.ndarray, loss_mask: Optional[np.ndarray]) -> None:
         for a in (tokens, offsets, loss_mask):

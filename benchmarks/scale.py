@@ -25,7 +25,6 @@ import argparse
 import gc
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,6 @@ import scenarios  # noqa: E402
 
 import harmony_np as h  # noqa: E402
 
-WORDS = "the model considers evidence and weighs each option before it answers with care".split()
 DATE = "2025-08-05"
 
 
@@ -51,47 +49,13 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def distinct_completions(enc: Any, n: int, seed: int = 0) -> List[List[int]]:
-    """``n`` distinct completions: analysis + final (30-500 tokens), one in five with a tool call."""
-    rng = random.Random(seed)
-    keep = h.RenderConversationConfig(auto_drop_analysis=False)
-    out = []
-    for i in range(n):
-        msgs = [h.Message.from_role_and_content(h.Role.ASSISTANT, f"{i}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 350))))
-                .with_channel("analysis")]
-        if i % 5 == 0:
-            msgs.append(h.Message.from_role_and_content(h.Role.ASSISTANT, json.dumps({"city": f"c{i}"}))
-                        .with_channel("commentary").with_recipient("functions.lookup").with_content_type("<|constrain|>json"))
-        msgs.append(h.Message.from_role_and_content(h.Role.ASSISTANT, " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 150))))
-                    .with_channel("final"))
-        out.append(list(enc.render_conversation(h.Conversation.from_messages(msgs), keep)))
-    return out
-
-
-def token_table(enc: Any, rows: int, distinct: int = 4000):
-    """A ``pa.Table`` with ``tokens`` (``large_list<uint32>``) of ``rows`` completions: the
-    distinct ones repeated, built from flat arrays (no Python list per row)."""
-    import numpy as np
-    import pyarrow as pa
-
-    base = distinct_completions(enc, min(rows, distinct))
-    flat, offsets = scenarios.flat_with_offsets(base)
-    reps = -(-rows // len(base))
-    lengths = np.tile(np.diff(offsets), reps)[:rows]
-    all_offsets = np.zeros(rows + 1, np.int64)
-    np.cumsum(lengths, out=all_offsets[1:])
-    values = np.tile(flat, reps)[: all_offsets[-1]]
-    tokens = pa.LargeListArray.from_arrays(pa.array(all_offsets), pa.array(values, pa.uint32()))
-    return pa.table({"id": pa.array(np.arange(rows)), "tokens": tokens})
-
-
 def bench_in_memory(enc: Any, rows: int) -> Dict[str, Any]:
     """parse_table to messages, MessageTable.to_arrow and RaggedTokens.to_arrow, best of 3."""
     import numpy as np
 
     from harmony_np.arrow import parse_table
 
-    table = token_table(enc, rows)
+    table = scenarios.arrow_token_table(h, rows)
     n_tokens = len(table.column("tokens").combine_chunks().values)
     parse_table(enc, table.slice(0, 100))  # kernels from numba's cache: not what is measured
     out: Dict[str, Any] = {"rows": rows, "tokens": n_tokens}
@@ -135,7 +99,7 @@ def bench_cli(enc: Any, rows: int, folder: str) -> Dict[str, Any]:
     the same command on 100 rows (the process's fixed cost and RSS: interpreter, kernels, BPE)."""
     import pyarrow.parquet as pq
 
-    table = token_table(enc, rows)
+    table = scenarios.arrow_token_table(h, rows)
     n_tokens = len(table.column("tokens").combine_chunks().values)
     big, small = os.path.join(folder, "big.parquet"), os.path.join(folder, "small.parquet")
     # uncompressed, no dictionary: the file's size is its data's (repeated rows would compress)
@@ -170,7 +134,7 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> D
     from harmony_np.arrow import CompletionParser
 
     path = os.path.join(folder, "ray.parquet")
-    table = token_table(enc, rows)
+    table = scenarios.arrow_token_table(h, rows)
     n_tokens = len(table.column("tokens").combine_chunks().values)
     pq.write_table(table, path, row_group_size=batch_rows)
     del table

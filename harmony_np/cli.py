@@ -729,8 +729,8 @@ def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
     group: the output is ``-o FILE`` as for JSON Lines (a temporary file renamed at the end; on an
     interruption or a stop at a bad row, a valid Parquet file of the complete row groups so far).
     A row with an error is reported on stderr by its row index (from 0) and is in the output with
-    its ``error`` and ``error_type``; ``failed(bad_row)`` tells whether it counts as failed (else
-    it is a note)."""
+    its ``error`` and ``error_type``; ``failed(bad_row, its output row)`` tells whether it counts
+    as failed (else it is a note)."""
     from . import parquet_io
 
     try:
@@ -748,7 +748,7 @@ def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
                 if out.schema is None:
                     out.schema = result.schema
                 for bad in bad_rows:
-                    if not failed(bad):
+                    if not failed(bad, result.slice(bad.row - first, 1)):
                         print(f"harmony-np: {src.name}:row {bad.row}: recovered: {bad.text}", file=sys.stderr)
                     elif args.keep_going:
                         failures.report(f"row {bad.row}", _Bad(bad.kind, bad.text))
@@ -785,8 +785,9 @@ def _parquet_render(args) -> int:
     _encoding()  # the settings, checked once
     column = args.column or "messages"
     options = dict(column=column, tools_column=args.tools_column, template=args.template, mode=args.mode or "training",
-                   reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, date=args.date)
-    return _parquet_run(args, "rows", column, lambda: arrow.ChatRenderer(**options), lambda bad: True)
+                   reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, date=args.date,
+                   keep_analysis=args.keep_analysis, errors="collect")
+    return _parquet_run(args, "rows", column, lambda: arrow.ChatRenderer(**options), lambda bad, row: True)
 
 
 def _parquet_parse(args) -> int:
@@ -796,9 +797,16 @@ def _parquet_parse(args) -> int:
     options = dict(column=column, role=args.role, strict=not args.non_strict, errors="recover" if args.recover else "collect",
                    output="chat" if args.target_format == "chat" else "messages")
 
-    def failed(bad) -> bool:
-        # with --recover, what the parser repaired is a note, as for JSON Lines
-        return not (args.recover and not bad.raised and bad.kind == "HarmonyError")
+    def failed(bad, row) -> bool:
+        # with --recover, what the parser repaired (a HarmonyError) is a note, as for JSON Lines;
+        # without an error_type column, a repaired row is one with messages
+        if not args.recover or bad.raised:
+            return True
+        if row.column("error_type")[0].is_valid:
+            return bad.kind != "HarmonyError"
+        if options["output"] == "messages":
+            return not row.column("messages")[0].as_py()
+        return not any(row.column(name)[0].is_valid for name in ("content", "reasoning_content", "tool_calls"))
 
     return _parquet_run(args, "completions", column, lambda: arrow.CompletionParser(**options), failed)
 
@@ -807,7 +815,7 @@ def _parquet_decode(args) -> int:
     arrow = _arrow_callables()
     _encoding()
     column = args.column or "tokens"
-    return _parquet_run(args, "token lists", column, lambda: arrow.TokenDecoder(column=column), lambda bad: True)
+    return _parquet_run(args, "token lists", column, lambda: arrow.TokenDecoder(column=column, errors="collect"), lambda bad, row: True)
 
 
 def cmd_stop_tokens(args) -> int:

@@ -17,6 +17,7 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Type
 BATCH_ROWS = 8192  # rows read, transformed and written as one output row group
 ERROR_COLUMN = "error"
 ERROR_TYPE_COLUMN = "error_type"
+UNKNOWN_KIND = "error"  # the kind of an error the transform reported without an error_type
 
 INSTALL_HINT = "pip install 'harmony-np[arrow]'"
 
@@ -204,7 +205,7 @@ def transform_rows(
         if errors.null_count < len(errors):
             kinds = out.column(ERROR_TYPE_COLUMN).to_pylist()
             for i in pc.indices_nonzero(pc.is_valid(errors)).to_pylist():
-                bad.append(BadRow(first_row + start + i, kinds[i] or "HarmonyError", errors[i].as_py(), False))
+                bad.append(BadRow(first_row + start + i, kinds[i] or UNKNOWN_KIND, errors[i].as_py(), False))
         pieces.append(out)
     bad.sort()
     return (pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)), bad

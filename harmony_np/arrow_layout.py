@@ -47,9 +47,9 @@ class ListColumn(NamedTuple):
     bad: Dict[int, Exception]
 
 
-def missing_row_error() -> TypeError:
+def missing_row_error(expected: str = "a list of token ids") -> TypeError:
     """The error of a null row (a missing value of the Arrow column)."""
-    return TypeError("the row is null (a missing value in the Arrow column), not a list of token ids")
+    return TypeError(f"the row is null (a missing value in the Arrow column), not {expected}")
 
 
 def _bits(buf: Any, offset: int, n: int) -> np.ndarray:

@@ -28,6 +28,7 @@ LAYERS: List[Set[str]] = [
     {"render_batch", "recover"},
     {"stream", "parse_batch"},
     {"encoding"},  # the facade
+    {"arrow"},  # tables in, tables out (pyarrow inside its functions only)
     {"parquet_io"},  # Parquet streamed a batch at a time, under the CLI (pyarrow inside functions)
     {"cli"},
     {"__init__"},

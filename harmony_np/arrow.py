@@ -1,0 +1,461 @@
+"""Tables in, tables out: render, parse and decode columns of a ``pyarrow.Table``, and the same
+work as picklable callables for Hugging Face ``datasets`` and Ray Data.
+
+* :func:`render_table`: chat rows (a ``messages`` column, optional ``tools``) to ``input_ids``
+  (``large_list<uint32>``) and ``assistant_masks`` (``large_list<uint8>``), TRL's column names;
+* :func:`parse_table`: completions (a ``tokens`` column of integer lists) to a ``messages``
+  column (``list<struct<role, name, channel, recipient, content_type, content>>``) or the chat
+  columns (``content``, ``reasoning_content``, ``tool_calls``), and ``error``;
+* :func:`decode_table`: token rows to their text (``encoding.decode``);
+* :class:`ChatRenderer`, :class:`CompletionParser`, :class:`TokenDecoder`: the three as
+  ``__call__(pa.Table) -> pa.Table``, loading the encoding once per process.
+
+pyarrow is imported inside the functions: importing this module costs nothing more than
+importing harmony_np (``pip install 'harmony-np[arrow]'`` brings pyarrow).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .arrow_layout import list_column, missing_row_error, text_array
+from .errors import with_index
+from .model import HarmonyEncodingName, Role
+from .vocab import N_VOCAB
+
+__all__ = ["render_table", "parse_table", "decode_table", "ChatRenderer", "CompletionParser", "TokenDecoder"]
+
+_ROW_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RuntimeError, ArithmeticError)
+_TEMPLATES = ("hf", "harmony")
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+
+
+def _as_table(table: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(table, pa.RecordBatch):
+        return pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"expected a pyarrow.Table (or RecordBatch), got {type(table).__name__}")
+    return table
+
+
+def _column(table: Any, name: str) -> Any:
+    if name not in table.column_names:
+        raise KeyError(f"the table has no column {name!r} (columns: {table.column_names})")
+    return table.column(name)
+
+
+def _with_column(table: Any, name: str, values: Any) -> Any:
+    """``table`` with column ``name`` set to ``values`` (replaced if there, else appended)."""
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
+
+
+def _errors_arg(errors: str, allowed: Sequence[str]) -> str:
+    if errors not in allowed:
+        raise ValueError(f"errors must be one of {tuple(allowed)}, got {errors!r}")
+    return errors
+
+
+def _validity(valid: np.ndarray) -> Any:
+    """An Arrow validity bitmap of ``valid`` (bool per row), or None when every row is valid."""
+    import pyarrow as pa
+
+    if valid.all():
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _list_rows(values: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> Any:
+    """A ``large_list`` over ``values`` and ``offsets`` (shared, not copied), null where not
+    ``valid``."""
+    import pyarrow as pa
+
+    value_type = pa.from_numpy_dtype(values.dtype)
+    child = pa.Array.from_buffers(value_type, values.shape[0], [None, pa.py_buffer(values)])
+    return pa.Array.from_buffers(pa.large_list(value_type), offsets.shape[0] - 1, [_validity(valid), pa.py_buffer(offsets)], children=[child])
+
+
+def _text_rows(data: np.ndarray, byte_off: np.ndarray, valid: np.ndarray) -> Any:
+    """:func:`text_array`, null where not ``valid``."""
+    import pyarrow as pa
+
+    texts = text_array(data, byte_off)
+    if valid.all():
+        return texts
+    return pa.Array.from_buffers(pa.large_string(), len(texts), [_validity(valid)] + texts.buffers()[1:])
+
+
+def _error_column(errors: List[Optional[str]]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(errors, pa.string())
+
+
+# -- render -------------------------------------------------------------------------------------
+
+
+def _without_nulls(value: Any) -> Any:
+    """``value`` with every dict entry whose value is None left out, at every depth.
+
+    An Arrow struct column has every key of every row: a message without ``thinking`` comes back
+    as ``{"thinking": None}``, which the template reads differently from an absent key (it
+    fails on it). JSON's explicit nulls cannot be told apart from these after a round trip
+    through Arrow, and are left out as well.
+    """
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _date_text(date: Any) -> Optional[str]:
+    import datetime
+
+    if date is None or isinstance(date, str):
+        return date
+    if isinstance(date, (datetime.date, datetime.datetime)):
+        return date.strftime("%Y-%m-%d")
+    raise TypeError(f"date must be a str, a datetime.date or None, got {type(date).__name__}: {date!r}")
+
+
+def render_table(
+    encoding: Any,
+    table: Any,
+    *,
+    column: str = "messages",
+    tools_column: str = "tools",
+    template: str = "hf",
+    mode: str = "training",
+    reasoning_effort: Optional[str] = None,
+    model_identity: Optional[str] = None,
+    builtin_tools: Optional[List[str]] = None,
+    date: Any = None,
+    add_generation_prompt: bool = False,
+    keep_analysis: bool = False,
+    errors: str = "raise",
+) -> Any:
+    """``table`` with ``input_ids`` (``large_list<uint32>``) and ``assistant_masks``
+    (``large_list<uint8>``) appended (replaced, if there): the chat rows of ``column`` (a list of
+    message structs per row) rendered, each with the tools of ``tools_column`` (when the table
+    has that column; a null row: no tools).
+
+    ``template="hf"``: the gpt-oss chat template, row ``i`` equal to
+    ``encoding.apply_chat_template(messages_i, tools=tools_i, return_assistant_tokens_mask=True,
+    ...)``, with a generation prompt when ``add_generation_prompt`` or ``mode="completion"``.
+    ``template="harmony"``: each row through :func:`harmony_np.chat.from_chat` and
+    ``render_batch(mode=mode, loss_mask=True)`` (``keep_analysis``: keep earlier analysis
+    messages), as ``harmony-np render --from chat --template harmony`` does.
+
+    Arrow gives every message struct every key of the column, None where a row had none: keys
+    whose value is None are left out (at every depth) before rendering, as if absent.
+
+    ``errors="raise"``: a row that does not render raises (naming it); ``"collect"``: its
+    ``input_ids`` and ``assistant_masks`` are null and an ``error`` column (null for the rows
+    that rendered) says why.
+    """
+    table = _as_table(table)
+    _errors_arg(errors, ("raise", "collect"))
+    if template not in _TEMPLATES:
+        raise ValueError(f"template must be one of {_TEMPLATES}, got {template!r}")
+    messages = _column(table, column).to_pylist()
+    tools = _column(table, tools_column).to_pylist() if tools_column in table.column_names else [None] * len(messages)
+    n = len(messages)
+    items: List[Any] = [None] * n
+    row_errors: List[Optional[str]] = [None] * n
+
+    refused: Dict[int, Exception] = {}
+
+    def refuse(i: int, exc: Exception) -> None:
+        refused[i] = exc
+        row_errors[i] = str(exc)
+
+    if template == "harmony":
+        from .chat import from_chat
+        from .model import RenderConversationConfig
+
+        day = _date_text(date)
+        config = RenderConversationConfig(auto_drop_analysis=not keep_analysis)
+
+        def render(batch: list) -> Any:
+            return encoding.render_batch(batch, mode=mode, next_role=Role.ASSISTANT, config=config, loss_mask=True)
+    else:
+        from .chat_render import render_rows
+
+        prompt = add_generation_prompt or mode == "completion"
+
+        def render(batch: list) -> Any:
+            return render_rows(encoding, batch, add_generation_prompt=prompt, reasoning_effort=reasoning_effort,
+                               model_identity=model_identity, builtin_tools=builtin_tools, date=date)
+
+    for i, (row, row_tools) in enumerate(zip(messages, tools)):
+        try:
+            if row is None:
+                raise missing_row_error("a list of chat messages")
+            row, row_tools = _without_nulls(row), _without_nulls(row_tools)
+            if template == "harmony":
+                items[i] = from_chat(row, tools=row_tools, reasoning_effort=reasoning_effort, model_identity=model_identity,
+                                     conversation_start_date=day, builtin_tools=builtin_tools or ())
+            else:
+                items[i] = (row, row_tools)
+        except _ROW_ERRORS as exc:
+            refuse(i, exc)
+    good = [i for i in range(n) if row_errors[i] is None]
+    rendered = _render_rows(render, [items[i] for i in good], lambda k, exc: refuse(good[k], exc))
+    if errors == "raise" and refused:
+        first = min(refused)  # the first bad row, whichever step refused it
+        raise with_index(refused[first], f"row {first}") from None
+    ok = np.zeros(n, dtype=bool)
+    lengths = np.zeros(n, dtype=np.int64)
+    token_parts: List[np.ndarray] = []
+    mask_parts: List[np.ndarray] = []
+    for i, got in zip(good, rendered):
+        if got is None:
+            continue
+        ids, mask = got
+        ok[i] = True
+        lengths[i] = ids.shape[0]
+        token_parts.append(ids)
+        mask_parts.append(mask)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.concatenate(token_parts) if token_parts else np.zeros(0, np.uint32)
+    masks = np.concatenate(mask_parts) if mask_parts else np.zeros(0, np.uint8)
+    out = _with_column(table, "input_ids", _list_rows(ids.astype(np.uint32, copy=False), offsets, ok))
+    out = _with_column(out, "assistant_masks", _list_rows(masks.astype(np.uint8, copy=False), offsets, ok))
+    if errors == "collect":
+        out = _with_column(out, "error", _error_column(row_errors))
+    return out
+
+
+def _render_rows(render, items: list, refuse) -> List[Optional[tuple]]:
+    """``(ids, mask)`` of each item, in one ``render`` call or, when one item fails, one call
+    each to tell which (``refuse(k, exc)`` for item ``k``; its entry is None)."""
+    try:
+        rows = render(items)
+        return [(rows[k], rows.row_mask(k)) for k in range(len(items))]
+    except _ROW_ERRORS:
+        pass  # told apart below, one call each
+    out: List[Optional[tuple]] = []
+    for k, item in enumerate(items):
+        try:
+            one = render([item])
+        except _ROW_ERRORS as exc:
+            refuse(k, _unindexed(exc))
+            out.append(None)
+            continue
+        out.append((one[0], one.row_mask(0)))
+    return out
+
+
+def _unindexed(exc: Exception) -> Exception:
+    """``exc`` without the ``conversation 0: `` prefix a batch of one gives its error."""
+    text = str(exc)
+    if text.startswith("conversation 0: "):
+        try:
+            return type(exc)(text[len("conversation 0: "):])
+        except TypeError:  # an error type whose constructor takes other arguments
+            return exc
+    return exc
+
+
+# -- parse --------------------------------------------------------------------------------------
+
+
+def _messages_column(mt: Any) -> Any:
+    """``list<struct<role, name, channel, recipient, content_type, content>>`` per completion,
+    from :meth:`MessageTable.to_arrow` and the completion column (no Python object per
+    message)."""
+    import pyarrow as pa
+
+    flat = mt.to_arrow()
+    fields = ["role", "name", "channel", "recipient", "content_type", "content"]
+    arrays = []
+    for name in fields:
+        col = flat.column(name).combine_chunks()
+        arrays.append(col.dictionary_decode() if pa.types.is_dictionary(col.type) else col)
+    structs = pa.StructArray.from_arrays(arrays, names=fields)
+    counts = np.bincount(mt.completion, minlength=mt.n_completions) if len(mt) else np.zeros(mt.n_completions, np.int64)
+    offsets = np.zeros(mt.n_completions + 1, dtype=np.int32 if len(mt) < 2**31 else np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    make = pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray
+    return make.from_arrays(pa.array(offsets), structs)
+
+
+def _chat_types() -> Dict[str, Any]:
+    import pyarrow as pa
+
+    call = pa.struct([("id", pa.string()), ("type", pa.string()),
+                      ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+    return {"content": pa.large_string(), "reasoning_content": pa.large_string(), "tool_calls": pa.list_(call)}
+
+
+def parse_table(
+    encoding: Any,
+    table: Any,
+    *,
+    column: str = "tokens",
+    role: Any = None,
+    strict: bool = True,
+    errors: str = "collect",
+    output: str = "messages",
+    call_id_prefix: str = "call_",
+) -> Any:
+    """``table`` with the parse of its completions (``column``: a list/large_list of integers
+    per row) appended, aligned with its rows (columns of the same name are replaced).
+
+    ``output="messages"``: a ``messages`` column, ``list<struct<role, name, channel, recipient,
+    content_type, content>>``, each row equal to ``parse_batch(...).to_messages()[i]`` (empty
+    for a row with an error, unless ``errors="recover"`` read it). ``output="chat"``: the
+    assistant chat message of each row (:func:`harmony_np.chat.to_chat`) as ``content``,
+    ``reasoning_content`` and ``tool_calls`` (``list<struct<id, type, function: struct<name,
+    arguments>>>``), null for a row with an error and no messages. Both add ``error`` (string,
+    null where the row parsed; a row whose messages are no chat message has its conversion's
+    error). ``role``, ``strict`` and ``errors`` (``"collect"``, ``"recover"`` or ``"raise"``) are
+    ``parse_batch``'s. A null row is an error row.
+    """
+    import pyarrow as pa
+
+    table = _as_table(table)
+    _errors_arg(errors, ("raise", "collect", "recover"))
+    if output not in ("messages", "chat"):
+        raise ValueError(f"output must be 'messages' or 'chat', got {output!r}")
+    mt = encoding.parse_batch(_column(table, column), role=role, strict=strict, errors=errors)
+    row_errors = list(mt.errors)
+    if output == "messages":
+        return _with_column(_with_column(table, "messages", _messages_column(mt)), "error", _error_column(row_errors))
+    from .chat import to_chat
+
+    chats: List[Optional[dict]] = []
+    for b, messages in enumerate(mt.to_messages()):
+        if not messages and row_errors[b] is not None:
+            chats.append(None)
+            continue
+        try:
+            chats.append(to_chat(messages, call_id_prefix=call_id_prefix))
+        except (TypeError, ValueError) as exc:
+            if errors == "raise":
+                raise with_index(exc, f"completion {b}") from exc
+            chats.append(None)
+            row_errors[b] = str(exc)
+    types = _chat_types()
+    out = table
+    for name, type_ in types.items():
+        out = _with_column(out, name, pa.array([None if c is None else c[name] for c in chats], type_))
+    return _with_column(out, "error", _error_column(row_errors))
+
+
+# -- decode -------------------------------------------------------------------------------------
+
+
+def decode_table(encoding: Any, table: Any, *, column: str = "tokens", output_column: str = "text", errors: str = "raise") -> Any:
+    """``table`` with ``output_column`` (``large_string``) appended: the text of each token row
+    of ``column``, as ``encoding.decode`` gives it (invalid UTF-8 replaced), built from the
+    gathered bytes (no Python string per row unless its bytes are not valid UTF-8).
+
+    A row with an id outside the vocabulary, a null row or one holding a null:
+    ``errors="raise"`` raises naming the row (``HarmonyError: Invalid token for decoding`` for
+    an unknown id, as ``decode``); ``"collect"``: its text is null and an ``error`` column says
+    why.
+    """
+    from .errors import HarmonyError
+    from .lazy import kernels
+
+    table = _as_table(table)
+    _errors_arg(errors, ("raise", "collect"))
+    col = list_column(_column(table, column), f"column {column!r}")
+    values, offsets = col.values, col.offsets
+    n = offsets.shape[0] - 1
+    bad: Dict[int, Exception] = dict(col.bad)
+    unknown = np.flatnonzero(values >= N_VOCAB)
+    if unknown.size:
+        rows = np.searchsorted(offsets, unknown, "right") - 1
+        first_row, first_at = np.unique(rows, return_index=True)
+        for r, k in zip(first_row.tolist(), unknown[first_at].tolist()):
+            bad.setdefault(r, HarmonyError(f"Invalid token for decoding: {int(values[k])}"))
+    row_errors: List[Optional[str]] = [None] * n
+    valid = np.ones(n, dtype=bool)
+    start, stop = offsets[:-1].copy(), offsets[1:].copy()
+    for r in sorted(bad):
+        if errors == "raise":
+            raise with_index(bad[r], f"row {r}") from None
+        row_errors[r] = str(bad[r])
+        valid[r] = False
+        stop[r] = start[r]  # its ids are not read
+    vocab = encoding.vocab
+    data, byte_off = kernels().gather_spans(vocab.flat, vocab.offsets, values, start, stop)
+    out = _with_column(table, output_column, _text_rows(data, byte_off, valid))
+    if errors == "collect":
+        out = _with_column(out, "error", _error_column(row_errors))
+    return out
+
+
+# -- callables ----------------------------------------------------------------------------------
+
+_ENCODINGS: Dict[str, Any] = {}
+
+
+def _encoding(name: str) -> Any:
+    """The encoding ``name``, loaded once per process."""
+    enc = _ENCODINGS.get(name)
+    if enc is None:
+        from .encoding import load_harmony_encoding
+
+        enc = _ENCODINGS[name] = load_harmony_encoding(name)
+    return enc
+
+
+class _TableCallable:
+    """A table function with its options, as a picklable ``__call__(pa.Table) -> pa.Table``: only
+    the options travel (pickled to worker processes or Ray actors); each process loads the
+    encoding on its first call."""
+
+    _function: Any = None
+
+    def __init__(self, *, encoding_name: Any = HarmonyEncodingName.HARMONY_GPT_OSS, **options: Any) -> None:
+        accepted = list(inspect.signature(type(self)._function).parameters)[2:]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown options {unknown} (accepted: {accepted})")
+        if "role" in options and isinstance(options["role"], Role):
+            options["role"] = options["role"].value  # a plain string pickles anywhere
+        self.encoding_name = str(getattr(encoding_name, "value", encoding_name))
+        self.options = options
+
+    def __call__(self, table: Any) -> Any:
+        return type(self)._function(_encoding(self.encoding_name), table, **self.options)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({opts})"
+
+
+class ChatRenderer(_TableCallable):
+    """``ChatRenderer(**options)(table)`` is ``render_table(encoding, table, **options)``
+    (``encoding_name``: which encoding, gpt-oss's by default). For
+    ``datasets.Dataset.with_format("arrow").map(ChatRenderer(...), batched=True)`` and Ray
+    Data's ``map_batches(ChatRenderer, fn_constructor_kwargs={...}, batch_format="pyarrow")``."""
+
+    _function = staticmethod(render_table)
+
+
+class CompletionParser(_TableCallable):
+    """``CompletionParser(**options)(table)`` is ``parse_table(encoding, table, **options)``
+    (``role`` as a :class:`Role` or its string value); see :class:`ChatRenderer`."""
+
+    _function = staticmethod(parse_table)
+
+
+class TokenDecoder(_TableCallable):
+    """``TokenDecoder(**options)(table)`` is ``decode_table(encoding, table, **options)``; see
+    :class:`ChatRenderer`."""
+
+    _function = staticmethod(decode_table)

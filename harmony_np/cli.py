@@ -45,8 +45,8 @@ examples:
 """
 
 PARQUET = """\
-PARQUET: an input FILE.parquet is read a batch of rows at a time (8,192; memory stays bounded
-  however large the file), and each batch is written as a row group of -o FILE.parquet: the input's
+PARQUET: an input FILE.parquet is read a batch of rows at a time (--batch-rows, 4,096; memory
+  stays bounded however large the file), and each batch is written as a row group of -o FILE.parquet: the input's
   columns and the new ones (render: input_ids, assistant_masks; parse: messages, or with --to chat
   content, reasoning_content, tool_calls; decode: text) and error, error_type (null where the row
   is fine). A bad row is reported on stderr as FILE:row N (N counts from 0) and, with --keep-going,
@@ -743,7 +743,7 @@ def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
         failures = _Failures(src.name, args.keep_going, unit="row")
         out = parquet_io.ParquetOutput(run.out.binary())
         try:
-            for first, table in src.batches():
+            for first, table in src.batches(args.batch_rows):
                 result, bad_rows = parquet_io.transform_rows(transform, table, first, _DATA_ERRORS, out.schema)
                 if out.schema is None:
                     out.schema = result.schema
@@ -877,6 +877,16 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="harmony-np",
@@ -901,6 +911,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--column", default=None,
                         help="Parquet: the input column (default: messages for render, tokens for parse and decode)")
+        sp.add_argument("--batch-rows", type=_positive, default=CHUNK, metavar="N",
+                        help=f"Parquet: rows read, transformed and written (as one row group) at a time (default {CHUNK})")
 
     sp = sub.add_parser(
         "render",

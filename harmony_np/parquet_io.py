@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Type
 
-BATCH_ROWS = 8192  # rows read, transformed and written as one output row group
+BATCH_ROWS = 4096  # rows read, transformed and written as one output row group
 ERROR_COLUMN = "error"
 ERROR_TYPE_COLUMN = "error_type"
 UNKNOWN_KIND = "error"  # the kind of an error the transform reported without an error_type
@@ -70,7 +70,9 @@ class ParquetSource:
         self.file = open(path, "rb")
         try:
             self.stat = os.fstat(self.file.fileno())
-            self.parquet = pq.ParquetFile(self.file)
+            # no pre-buffering: it keeps the raw bytes of every column chunk read so far (the whole
+            # file, by the end), where a read of a page at a time keeps one batch's
+            self.parquet = pq.ParquetFile(self.file, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             self.file.close()
             raise ValueError(f"{path}: not a readable Parquet file: {exc}") from None

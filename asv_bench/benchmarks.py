@@ -308,7 +308,9 @@ class Arrow:
         self.column = self.table.column("tokens")
         self.n_tokens = len(self.column.combine_chunks().values)
         self.messages = _ENC.parse_batch(self.column)
-        self.ragged = h.RaggedTokens.from_arrow(self.column.combine_chunks())
+        from harmony_np.ragged import RaggedTokens
+
+        self.ragged = RaggedTokens.from_arrow(self.column.combine_chunks())
         self.chats = pa.table({"messages": scenarios.chat_rows(4000)})
         # kernels from numba's cache, the encoding threads' BPE copies: not what is measured
         arrow.parse_table(_ENC, self.table.slice(0, 100))

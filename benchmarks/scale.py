@@ -70,9 +70,10 @@ def bench_in_memory(enc: Any, rows: int) -> Dict[str, Any]:
     out["message_table_rows"] = len(mt.completion)
     out["message_table_to_arrow_s"], out["message_table_to_arrow_tokens_per_s"] = best, n_tokens / best
     out["to_messages_s"] = _seconds(mt.to_messages)
-    ragged = h.RaggedTokens(flat, offsets) if hasattr(h, "RaggedTokens") else None
-    if ragged is not None:
-        out["ragged_to_arrow_s"] = min(_seconds(ragged.to_arrow) for _ in range(3))
+    from harmony_np.ragged import RaggedTokens
+
+    ragged = RaggedTokens(flat, offsets)
+    out["ragged_to_arrow_s"] = min(_seconds(ragged.to_arrow) for _ in range(3))
     return out
 
 
@@ -94,23 +95,24 @@ def _cli_run(args: List[str]) -> Dict[str, float]:
     return {"wall_s": float(wall), "peak_rss_bytes": int(peak)}
 
 
-def bench_cli(enc: Any, rows: int, folder: str) -> Dict[str, Any]:
+def bench_cli(enc: Any, rows: int, folder: str, row_group: int, max_words: int) -> Dict[str, Any]:
     """``harmony-np parse big.parquet -o out.parquet``: wall time, tokens/s, peak RSS, sizes; and
-    the same command on 100 rows (the process's fixed cost and RSS: interpreter, kernels, BPE)."""
+    the same command on 100 rows (the process's fixed cost and RSS: interpreter, kernels, BPE).
+    The input's row groups are ``row_group`` rows (the reader holds one decoded)."""
     import pyarrow.parquet as pq
 
-    table = scenarios.arrow_token_table(h, rows)
+    table = scenarios.arrow_token_table(h, rows, max_words=max_words)
     n_tokens = len(table.column("tokens").combine_chunks().values)
     big, small = os.path.join(folder, "big.parquet"), os.path.join(folder, "small.parquet")
     # uncompressed, no dictionary: the file's size is its data's (repeated rows would compress)
-    pq.write_table(table, big, row_group_size=50_000, compression="none", use_dictionary=False)
+    pq.write_table(table, big, row_group_size=row_group, compression="none", use_dictionary=False)
     pq.write_table(table.slice(0, 100), small, compression="none", use_dictionary=False)
     del table
     out_big, out_small = os.path.join(folder, "out.parquet"), os.path.join(folder, "out_small.parquet")
     base = _cli_run(["parse", small, "-o", out_small, "-q"])
     run = _cli_run(["parse", big, "-o", out_big, "-q"])
     return {
-        "rows": rows, "tokens": n_tokens,
+        "rows": rows, "tokens": n_tokens, "row_group": row_group,
         "input_bytes": os.path.getsize(big), "output_bytes": os.path.getsize(out_big),
         "output_rows": pq.read_metadata(out_big).num_rows,
         "wall_s": run["wall_s"], "tokens_per_s": n_tokens / run["wall_s"], "peak_rss_bytes": run["peak_rss_bytes"],
@@ -218,6 +220,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--only", choices=["memory", "cli", "ray", "render"], action="append", help="run only these cases (repeatable)")
     ap.add_argument("--rows", type=int, default=100_000, help="completions in the in-memory case")
     ap.add_argument("--cli-rows", type=int, default=300_000, help="completions in the Parquet file of the CLI case")
+    ap.add_argument("--cli-row-group", type=int, default=4096, help="rows per row group of the CLI case's input")
+    ap.add_argument("--cli-max-words", type=int, default=700, help="longest analysis of the CLI case's completions, in words (700: ~470 tokens on average)")
     ap.add_argument("--ray-rows", type=int, default=1_000_000, help="completions in the Ray Data case")
     ap.add_argument("--ray-cpus", type=int, default=4, help="ray.init's logical CPUs (actors and read tasks both hold them)")
     ap.add_argument("--ray-batch", type=int, default=20_000, help="rows per map_batches batch")
@@ -235,7 +239,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "render" in only:
             report["render"] = bench_render(enc, a.chat_rows, a.template_tool)
         if "cli" in only:
-            report["cli"] = bench_cli(enc, a.cli_rows, folder)
+            report["cli"] = bench_cli(enc, a.cli_rows, folder, a.cli_row_group, a.cli_max_words)
         if "ray" in only:
             report["ray"] = bench_ray(enc, a.ray_rows, folder, a.ray_cpus, a.ray_batch)
     if a.json:

@@ -324,15 +324,15 @@ def chat_rows(n: int, seed: int = 0) -> List[List[Dict[str, Any]]]:
 _WORDS = "the model considers evidence and weighs each option before it answers with care".split()
 
 
-def long_completions(h: ModuleType, n: int, seed: int = 0) -> List[List[int]]:
-    """``n`` distinct completions of 30-520 tokens (about 300 on average): analysis + final, one in
-    five with a tool call between them."""
+def long_completions(h: ModuleType, n: int, seed: int = 0, max_words: int = 380) -> List[List[int]]:
+    """``n`` distinct completions of 30-520 tokens (about 300 on average; ``max_words``: the
+    analysis's longest, in words): analysis + final, one in five with a tool call between them."""
     rng = random.Random(seed)
     enc = gpt_oss_encoding(h)
     keep = h.RenderConversationConfig(auto_drop_analysis=False)
     out = []
     for i in range(n):
-        msgs = [h.Message.from_role_and_content(h.Role.ASSISTANT, f"{i}: " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(10, 380))))
+        msgs = [h.Message.from_role_and_content(h.Role.ASSISTANT, f"{i}: " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(10, max_words))))
                 .with_channel("analysis")]
         if i % 5 == 0:
             msgs.append(h.Message.from_role_and_content(h.Role.ASSISTANT, json.dumps({"city": f"c{i}"}))
@@ -343,13 +343,13 @@ def long_completions(h: ModuleType, n: int, seed: int = 0) -> List[List[int]]:
     return out
 
 
-def arrow_token_table(h: ModuleType, rows: int, distinct: int = 4000) -> Any:
+def arrow_token_table(h: ModuleType, rows: int, distinct: int = 4000, max_words: int = 380) -> Any:
     """A ``pa.Table`` with ``tokens`` (``large_list<uint32>``) of ``rows`` completions: the
     ``distinct`` long completions repeated, built from flat arrays (no Python list per row)."""
     import numpy as np
     import pyarrow as pa
 
-    base = long_completions(h, min(rows, distinct))
+    base = long_completions(h, min(rows, distinct), max_words=max_words)
     flat, offsets = flat_with_offsets(base)
     reps = -(-rows // len(base))
     lengths = np.tile(np.diff(offsets), reps)[:rows]

@@ -142,7 +142,7 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> D
     del table
     out: Dict[str, Any] = {"rows": rows, "tokens": n_tokens, "cpus": cpus, "batch_rows": batch_rows}
     t0 = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)  # a cluster of its own
     out["init_s"] = time.perf_counter() - t0
     try:
         ctx = ray.data.DataContext.get_current()

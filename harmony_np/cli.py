@@ -41,19 +41,22 @@ examples:
   harmony-np render --mode training conversations.jsonl -o train.npz
   harmony-np render --mode conversation conversations.jsonl | harmony-np parse -
   echo '[200006, 173781, 200008, 12194, 200007]' | harmony-np decode -
+  harmony-np parse completions.parquet -o messages.parquet --column tokens --role assistant
+  harmony-np render --from chat chats.parquet -o train.parquet
   harmony-np stop-tokens
 """
 
 PARQUET = """\
-PARQUET: an input FILE.parquet is read a batch of rows at a time (--batch-rows, 4,096; memory
-  stays bounded however large the file), and each batch is written as a row group of -o FILE.parquet: the input's
-  columns and the new ones (render: input_ids, assistant_masks; parse: messages, or with --to chat
-  content, reasoning_content, tool_calls; decode: text) and error, error_type (null where the row
-  is fine). A bad row is reported on stderr as FILE:row N (N counts from 0) and, with --keep-going,
-  stays in its place with its error; without, the run stops there with the rows before it written.
-  Parquet goes to Parquet only: a Parquet input with JSON Lines output or stdout, stdin as
-  Parquet, or JSON Lines or .npz into FILE.parquet are refused (exit 2). render reads chat rows
-  (--from chat). Needs pyarrow: pip install 'harmony-np[arrow]'.
+PARQUET: an input FILE.parquet is read a batch of rows at a time (--batch-rows, 4,096: memory
+  stays bounded however large the file), each batch written as a row group of -o FILE.parquet:
+  the input's columns, the new ones (render: input_ids, assistant_masks; parse: messages, or with
+  --to chat content, reasoning_content, tool_calls; decode: text) and error, error_type (null
+  where the row is fine). A bad row is reported on stderr as FILE:row N (N counts from 0) and,
+  with --keep-going, stays in its place with its error; without, the run stops there with the
+  rows before it written. On SIGINT the row groups written so far are a valid file. Parquet goes
+  to Parquet only: Parquet to JSON Lines or stdout, Parquet on stdin, or JSON Lines or .npz into
+  FILE.parquet are refused (exit 2). render reads chat rows (--from chat). Needs pyarrow:
+  pip install 'harmony-np[arrow]'.
 """
 
 EXIT_CODES = """\

@@ -280,7 +280,9 @@ def _messages_column(mt: Any) -> Any:
     fields = ["role", "name", "channel", "recipient", "content_type", "content"]
     arrays = []
     for name in fields:
-        col = flat.column(name).combine_chunks()
+        chunked = flat.column(name)
+        # one chunk (as to_arrow builds them): taken as it is; combine_chunks would copy it
+        col = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
         arrays.append(col.dictionary_decode() if pa.types.is_dictionary(col.type) else col)
     structs = pa.StructArray.from_arrays(arrays, names=fields)
     counts = np.bincount(mt.completion, minlength=mt.n_completions) if len(mt) else np.zeros(mt.n_completions, np.int64)

@@ -762,6 +762,8 @@ def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
                 with _signals.held():  # a row group is written whole before a signal counts
                     out.write(result)
                 run.progress()
+            if out.schema is None:  # no rows: a file of none, with the columns there would be
+                out.schema = parquet_io.output_schema(transform, src.schema.empty_table())
         finally:
             with _signals.held(reraise=False):  # the footer, so that the rows so far are a valid file
                 out.close()

@@ -241,6 +241,13 @@ def test_formats_refused(tmp_path):
     assert not (tmp_path / "o.parquet").exists() and _leftovers(tmp_path) == []
 
 
+def test_a_file_of_no_rows(tmp_path):
+    pq.write_table(pa.table({"tokens": pa.array([], pa.large_list(pa.uint32()))}), tmp_path / "in.parquet")
+    run(["parse", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "o.parquet")], check_rc=0)
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert table.num_rows == 0 and table.column_names == ["tokens", "messages", "error", "error_type"]
+
+
 def test_missing_column_and_not_parquet(tmp_path):
     pq.write_table(pa.table({"ids": [[1, 2]]}), tmp_path / "in.parquet")
     r = run(["parse", str(tmp_path / "in.parquet"), "-o", str(tmp_path / "o.parquet")], check_rc=2)

@@ -314,3 +314,54 @@ class Startup:
 
     def time_import(self):
         subprocess.run([sys.executable, "-c", "import harmony_np"], check=True)
+
+
+class Arrow:
+    """Arrow tables in memory (issue 13): 100,000 completions (~30 M tokens, large_list<uint32>)
+    parsed to a messages column; the MessageTable of them to a pa.Table; a RaggedTokens to a
+    large_list array (buffers shared); 4,000 chat rows rendered to input_ids and assistant_masks."""
+
+    number = 1
+    repeat = (2, 3, 120.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self):
+        try:
+            import pyarrow as pa
+            from harmony_np import arrow
+        except ImportError:
+            raise NotImplementedError("no pyarrow or no harmony_np.arrow in this version")
+        self.arrow = arrow
+        self.table = scenarios.arrow_token_table(h, 100_000)
+        self.column = self.table.column("tokens")
+        self.n_tokens = len(self.column.combine_chunks().values)
+        self.messages = _ENC.parse_batch(self.column)
+        from harmony_np.ragged import RaggedTokens
+
+        self.ragged = RaggedTokens.from_arrow(self.column.combine_chunks())
+        self.chats = pa.table({"messages": scenarios.chat_rows(4000)})
+        # kernels from numba's cache, the encoding threads' BPE copies: not what is measured
+        arrow.parse_table(_ENC, self.table.slice(0, 100))
+        arrow.render_table(_ENC, pa.table({"messages": scenarios.chat_rows(200, seed=-1)}), date="2025-08-05")
+
+    def time_parse_table_100k(self):
+        self.arrow.parse_table(_ENC, self.table)
+
+    def time_message_table_to_arrow_100k(self):
+        self.messages.to_arrow()
+
+    def time_ragged_to_arrow_100k(self):
+        self.ragged.to_arrow()
+
+    def time_render_table_4k_chat_rows(self):
+        self.arrow.render_table(_ENC, self.chats, date="2025-08-05")
+
+    def track_parse_table_tokens_per_second(self):
+        import time
+
+        t0 = time.perf_counter()
+        self.arrow.parse_table(_ENC, self.table)
+        return self.n_tokens / (time.perf_counter() - t0)
+
+    track_parse_table_tokens_per_second.unit = "tokens/s"

@@ -11,6 +11,7 @@ whichever checkout of it is importable.
 
 from __future__ import annotations
 
+import json
 import random
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -347,3 +348,41 @@ def repetitive_texts(n: int, seed: int = 0) -> List[str]:
     r = random.Random(seed)
     words = _CHAT_WORDS
     return [f"row {seed}-{i}: " + " ".join(r.choice(words) for _ in range(240)) for i in range(n)]
+
+_WORDS = "the model considers evidence and weighs each option before it answers with care".split()
+
+
+def long_completions(h: ModuleType, n: int, seed: int = 0, max_words: int = 380) -> List[List[int]]:
+    """``n`` distinct completions of 30-520 tokens (about 300 on average; ``max_words``: the
+    analysis's longest, in words): analysis + final, one in five with a tool call between them."""
+    rng = random.Random(seed)
+    enc = gpt_oss_encoding(h)
+    keep = h.RenderConversationConfig(auto_drop_analysis=False)
+    out = []
+    for i in range(n):
+        msgs = [h.Message.from_role_and_content(h.Role.ASSISTANT, f"{i}: " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(10, max_words))))
+                .with_channel("analysis")]
+        if i % 5 == 0:
+            msgs.append(h.Message.from_role_and_content(h.Role.ASSISTANT, json.dumps({"city": f"c{i}"}))
+                        .with_channel("commentary").with_recipient("functions.lookup").with_content_type("<|constrain|>json"))
+        msgs.append(h.Message.from_role_and_content(h.Role.ASSISTANT, " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 150))))
+                    .with_channel("final"))
+        out.append(list(enc.render_conversation(h.Conversation.from_messages(msgs), keep)))
+    return out
+
+
+def arrow_token_table(h: ModuleType, rows: int, distinct: int = 4000, max_words: int = 380) -> Any:
+    """A ``pa.Table`` with ``tokens`` (``large_list<uint32>``) of ``rows`` completions: the
+    ``distinct`` long completions repeated, built from flat arrays (no Python list per row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    base = long_completions(h, min(rows, distinct), max_words=max_words)
+    flat, offsets = flat_with_offsets(base)
+    reps = -(-rows // len(base))
+    lengths = np.tile(np.diff(offsets), reps)[:rows]
+    all_offsets = np.zeros(rows + 1, np.int64)
+    np.cumsum(lengths, out=all_offsets[1:])
+    values = np.tile(flat, reps)[: all_offsets[-1]]
+    tokens = pa.LargeListArray.from_arrays(pa.array(all_offsets), pa.array(values, pa.uint32()))
+    return pa.table({"id": pa.array(np.arange(rows)), "tokens": tokens})

@@ -1,6 +1,7 @@
 """The ``harmony-np`` command: render conversations, parse completions, decode tokens.
 
-Input and output are JSON Lines; ``-`` means stdin/stdout. Input is read as bytes and each line
+Input and output are JSON Lines (``-`` means stdin/stdout), or Parquet files (``.parquet``, in and
+out, streamed a batch of rows at a time by :mod:`harmony_np.parquet_io`). Input is read as bytes and each line
 is decoded by itself, so a line that is not UTF-8 or not JSON (or JSON nested too deeply) is one
 bad line, reported on stderr as ``FILE:LINE: TYPE: TEXT``.
 
@@ -40,7 +41,22 @@ examples:
   harmony-np render --mode training conversations.jsonl -o train.npz
   harmony-np render --mode conversation conversations.jsonl | harmony-np parse -
   echo '[200006, 173781, 200008, 12194, 200007]' | harmony-np decode -
+  harmony-np parse completions.parquet -o messages.parquet --column tokens --role assistant
+  harmony-np render --from chat chats.parquet -o train.parquet
   harmony-np stop-tokens
+"""
+
+PARQUET = """\
+PARQUET: an input FILE.parquet is read a batch of rows at a time (--batch-rows, 4,096: memory
+  stays bounded however large the file), each batch written as a row group of -o FILE.parquet:
+  the input's columns, the new ones (render: input_ids, assistant_masks; parse: messages, or with
+  --to chat content, reasoning_content, tool_calls; decode: text) and error, error_type (null
+  where the row is fine). A bad row is reported on stderr as FILE:row N (N counts from 0) and,
+  with --keep-going, stays in its place with its error; without, the run stops there with the
+  rows before it written. On SIGINT the row groups written so far are a valid file. Parquet goes
+  to Parquet only: Parquet to JSON Lines or stdout, Parquet on stdin, or JSON Lines or .npz into
+  FILE.parquet are refused (exit 2). render reads chat rows (--from chat). Needs pyarrow:
+  pip install 'harmony-np[arrow]'.
 """
 
 EXIT_CODES = """\
@@ -387,12 +403,13 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 class _Failures:
     """Bad input lines: reported on stderr by line number; stop at the first unless keep_going."""
 
-    def __init__(self, src: str, keep_going: bool) -> None:
+    def __init__(self, src: str, keep_going: bool, unit: str = "line") -> None:
         self.src = src
         self.keep_going = keep_going
+        self.unit = unit
         self.count = 0
 
-    def report(self, no: int, bad: _Bad) -> None:
+    def report(self, no: Union[int, str], bad: _Bad) -> None:
         print(f"harmony-np: {self.src}:{no}: {bad.kind}: {bad.text}", file=sys.stderr)
         self.count += 1
         if not self.keep_going:
@@ -400,7 +417,7 @@ class _Failures:
 
     def exit_code(self) -> int:
         if self.count:
-            print(f"harmony-np: {self.count} line(s) failed", file=sys.stderr)
+            print(f"harmony-np: {self.count} {self.unit}(s) failed", file=sys.stderr)
             return EXIT_SOME_FAILED
         return EXIT_OK
 
@@ -463,6 +480,8 @@ class _Run:
 
 
 def cmd_render(args) -> int:
+    if _parquet_paths(args):
+        return _parquet_render(args)
     from .model import RenderConversationConfig, Role
 
     enc = _encoding()
@@ -632,6 +651,8 @@ def _parse_chunk(enc, comps: list, role, strict: bool, mode: str) -> list:
 
 
 def cmd_parse(args) -> int:
+    if _parquet_paths(args):
+        return _parquet_parse(args)
     from .model import Role
 
     enc = _encoding()
@@ -670,6 +691,8 @@ def cmd_parse(args) -> int:
 
 
 def cmd_decode(args) -> int:
+    if _parquet_paths(args):
+        return _parquet_decode(args)
     enc = _encoding()
     with _Source(args.input, npz_ok=True) as src, _Run(src, args.output, args.quiet, "token lists") as run:
         failures = _Failures(src.name, args.keep_going)
@@ -686,6 +709,118 @@ def cmd_decode(args) -> int:
                 out.line(_placeholder(no, toks))
             run.progress()
     return run.exit_code(failures)
+
+
+def _parquet_paths(args) -> bool:
+    """Whether the input or the output is a Parquet file; if so, both must be (refused
+    otherwise, as a :class:`_Usage` error that says what is supported)."""
+    from .parquet_io import is_parquet_path
+
+    src, dst = is_parquet_path(args.input), is_parquet_path(args.output)
+    if src and dst:
+        return True
+    if src:
+        raise _Usage(f"a Parquet input is written to a Parquet output: add -o FILE.parquet (not {args.output or 'stdout'})")
+    if dst:
+        raise _Usage(f"a Parquet output is written from a Parquet input (FILE.parquet), not {'stdin' if args.input == '-' else args.input}")
+    return False
+
+
+def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
+    """Stream the Parquet file ``args.input`` to ``args.output`` a batch of rows at a time
+    through ``make_transform()`` (a ``pa.Table -> pa.Table`` callable), each batch one output row
+    group: the output is ``-o FILE`` as for JSON Lines (a temporary file renamed at the end; on an
+    interruption or a stop at a bad row, a valid Parquet file of the complete row groups so far).
+    A row with an error is reported on stderr by its row index (from 0) and is in the output with
+    its ``error`` and ``error_type``; ``failed(bad_row, its output row)`` tells whether it counts
+    as failed (else it is a note)."""
+    from . import parquet_io
+
+    try:
+        src = parquet_io.ParquetSource(args.input)
+    except parquet_io.PyArrowMissing as exc:
+        raise _Usage(str(exc)) from None
+    with src, _Run(src, args.output, args.quiet, what) as run:
+        src.require_columns(column)
+        transform = make_transform()
+        failures = _Failures(src.name, args.keep_going, unit="row")
+        out = parquet_io.ParquetOutput(run.out.binary())
+        try:
+            for first, table in src.batches(args.batch_rows):
+                result, bad_rows = parquet_io.transform_rows(transform, table, first, _DATA_ERRORS, out.schema)
+                if out.schema is None:
+                    out.schema = result.schema
+                for bad in bad_rows:
+                    if not failed(bad, result.slice(bad.row - first, 1)):
+                        print(f"harmony-np: {src.name}:row {bad.row}: recovered: {bad.text}", file=sys.stderr)
+                    elif args.keep_going:
+                        failures.report(f"row {bad.row}", _Bad(bad.kind, bad.text))
+                    else:
+                        with _signals.held():  # the rows before it, as JSON Lines keeps the lines before
+                            out.write(result.slice(0, bad.row - first))
+                        failures.report(f"row {bad.row}", _Bad(bad.kind, bad.text))
+                with _signals.held():  # a row group is written whole before a signal counts
+                    out.write(result)
+                run.progress()
+            if out.schema is None:  # no rows: a file of none, with the columns there would be
+                out.schema = parquet_io.output_schema(transform, src.schema.empty_table())
+        finally:
+            with _signals.held(reraise=False):  # the footer, so that the rows so far are a valid file
+                out.close()
+    return run.exit_code(failures)
+
+
+def _arrow_callables():
+    """harmony_np.arrow (which needs pyarrow), or the :class:`_Usage` error saying to install it."""
+    from .parquet_io import pyarrow_modules
+
+    try:
+        pyarrow_modules()
+    except ImportError as exc:
+        raise _Usage(str(exc)) from None
+    from . import arrow
+
+    return arrow
+
+
+def _parquet_render(args) -> int:
+    if args.source_format != "chat":
+        raise _Usage("a Parquet input holds chat rows: render it with --from chat (a 'messages' column, --column to pick another)")
+    arrow = _arrow_callables()
+    _encoding()  # the settings, checked once
+    column = args.column or "messages"
+    options = dict(column=column, tools_column=args.tools_column, template=args.template, mode=args.mode or "training",
+                   reasoning_effort=args.reasoning_effort, model_identity=args.model_identity, date=args.date,
+                   keep_analysis=args.keep_analysis, errors="collect")
+    return _parquet_run(args, "rows", column, lambda: arrow.ChatRenderer(**options), lambda bad, row: True)
+
+
+def _parquet_parse(args) -> int:
+    arrow = _arrow_callables()
+    _encoding()
+    column = args.column or "tokens"
+    options = dict(column=column, role=args.role, strict=not args.non_strict, errors="recover" if args.recover else "collect",
+                   output="chat" if args.target_format == "chat" else "messages")
+
+    def failed(bad, row) -> bool:
+        # with --recover, what the parser repaired (a HarmonyError) is a note, as for JSON Lines;
+        # without an error_type column, a repaired row is one with messages
+        if not args.recover or bad.raised:
+            return True
+        if row.column("error_type")[0].is_valid:
+            return bad.kind != "HarmonyError"
+        if options["output"] == "messages":
+            return not row.column("messages")[0].as_py()
+        return not any(row.column(name)[0].is_valid for name in ("content", "reasoning_content", "tool_calls"))
+
+    return _parquet_run(args, "completions", column, lambda: arrow.CompletionParser(**options), failed)
+
+
+def _parquet_decode(args) -> int:
+    arrow = _arrow_callables()
+    _encoding()
+    column = args.column or "tokens"
+    return _parquet_run(args, "token lists", column, lambda: arrow.TokenDecoder(column=column, errors="collect"), lambda bad, row: True)
 
 
 def cmd_stop_tokens(args) -> int:
@@ -765,18 +900,29 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="harmony-np",
         description="Render and parse gpt-oss Harmony conversations (a fast openai_harmony).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.epilog = EXAMPLES + "\n" + EXIT_CODES
+    p.epilog = EXAMPLES + "\n" + PARQUET + "\n" + EXIT_CODES
     p.add_argument("--version", action="version", version=f"harmony-np {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def io_args(sp):
-        sp.add_argument("input", nargs="?", default="-", help="JSON Lines input file, or - for stdin (default)")
+        sp.add_argument("input", nargs="?", default="-",
+                        help="JSON Lines input file, or - for stdin (default); FILE.parquet: a Parquet file (see PARQUET below)")
         sp.add_argument(
             "-o", "--output", default=None,
             help="output file (default: stdout), written beside it and renamed into place at the end; not the input",
@@ -786,6 +932,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--keep-going", action="store_true",
             help='report bad lines and go on, writing {"error", "error_type", "line"} in their place; exit 1 at the end if any failed',
         )
+        sp.add_argument("--column", default=None,
+                        help="Parquet: the input column (default: messages for render, tokens for parse and decode)")
+        sp.add_argument("--batch-rows", type=_positive, default=CHUNK, metavar="N",
+                        help=f"Parquet: rows read, transformed and written (as one row group) at a time (default {CHUNK})")
 
     sp = sub.add_parser(
         "render",
@@ -794,7 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
         '{"tokens": [...], "loss_mask": [...]}), or an .npz (-o x.npz) with tokens, offsets, line (input '
         "line of each row) and, with a loss mask, loss_mask; an .npz is written whole or not at all and "
         "holds no rows for bad lines (its 'line' array tells which input lines are there).",
-        epilog=EXIT_CODES,
+        epilog=PARQUET + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_args(sp)
@@ -813,6 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoning-effort", default=None, help="with --from chat: the template's reasoning effort (default medium)")
     sp.add_argument("--model-identity", default=None, help="with --from chat: the template's model identity")
     sp.add_argument("--date", default=None, help="with --from chat: the current date the template prints (default today)")
+    sp.add_argument("--tools-column", default="tools", help="Parquet with --from chat: the column of each row's tools (if there is one)")
     sp.set_defaults(func=cmd_render)
 
     sp = sub.add_parser(
@@ -822,7 +973,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fails is reported on stderr with its line number (and, with --keep-going, written as "
         '{"error": ..., "error_type": ..., "line": N} so that output lines stay aligned with input lines). '
         "Input lines: a JSON list of token ids, or an object with 'tokens' (as render writes with a loss mask).",
-        epilog=EXIT_CODES,
+        epilog=PARQUET + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_args(sp)
@@ -838,7 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decode",
         help="token lists (one per line, or an .npz) to text",
         description="Decode token lists: one JSON string per input line (invalid UTF-8 replaced).",
-        epilog=EXIT_CODES,
+        epilog=PARQUET + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_args(sp)

@@ -530,6 +530,12 @@ def _run_examples(tmp_path, hnp, enc, lines) -> None:
     completion = enc.encode("<|channel|>final<|message|>4<|return|>", allowed_special="all")
     (tmp_path / "completions.jsonl").write_text(json.dumps(completion) + "\n")
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in _chat_rows()[:2]))
+    import pyarrow as pa  # the Parquet examples' inputs (pyarrow is a test dependency)
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"tokens": [completion]}), tmp_path / "completions.parquet")
+    good, bare, _ = _chat_rows()
+    pq.write_table(pa.table({"messages": [good["messages"], bare], "tools": [good["tools"], None]}), tmp_path / "chats.parquet")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "harmony-np").write_text(f'#!/bin/sh\nexec {sys.executable} -m harmony_np "$@"\n')

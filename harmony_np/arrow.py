@@ -110,11 +110,16 @@ def _without_nulls(value: Any) -> Any:
     fails on it). JSON's explicit nulls cannot be told apart from these after a round trip
     through Arrow, and are left out as well.
     """
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
+    cls = value.__class__
+    # to_pylist gives exact dicts and lists; scalars (most values) are kept without a call
+    if cls is dict:
+        return {k: (v if v.__class__ in _SCALARS else _without_nulls(v)) for k, v in value.items() if v is not None}
+    if cls is list:
+        return [v if v.__class__ in _SCALARS else _without_nulls(v) for v in value]
     return value
+
+
+_SCALARS = frozenset([str, int, float, bool, bytes])
 
 
 def _date_text(date: Any) -> Optional[str]:
@@ -213,6 +218,15 @@ def render_table(
     if errors == "raise" and refused:
         first = min(refused)  # the first bad row, whichever step refused it
         raise with_index(refused[first], f"row {first}") from None
+    if not isinstance(rendered, list) and len(good) == n:
+        # every row rendered in one batch: its buffers are the columns' (no copy)
+        ok = np.ones(n, dtype=bool)
+        ids, masks, offsets = rendered.tokens, rendered.loss_mask, rendered.offsets
+        out = _with_column(table, "input_ids", _list_rows(ids, offsets, ok))
+        out = _with_column(out, "assistant_masks", _list_rows(masks, offsets, ok))
+        return _with_column(out, "error", _error_column(row_errors)) if errors == "collect" else out
+    if not isinstance(rendered, list):
+        rendered = [(rendered[k], rendered.row_mask(k)) for k in range(len(good))]
     ok = np.zeros(n, dtype=bool)
     lengths = np.zeros(n, dtype=np.int64)
     token_parts: List[np.ndarray] = []
@@ -236,12 +250,12 @@ def render_table(
     return out
 
 
-def _render_rows(render, items: list, refuse) -> List[Optional[tuple]]:
-    """``(ids, mask)`` of each item, in one ``render`` call or, when one item fails, one call
-    each to tell which (``refuse(k, exc)`` for item ``k``; its entry is None)."""
+def _render_rows(render, items: list, refuse) -> Any:
+    """The rows of ``items`` (a :class:`RaggedTokens` with their masks) from one ``render``
+    call or, when one item fails, ``(ids, mask)`` of each from one call each, to tell which
+    (``refuse(k, exc)`` for item ``k``; its entry is None)."""
     try:
-        rows = render(items)
-        return [(rows[k], rows.row_mask(k)) for k in range(len(items))]
+        return render(items)  # every item rendered: the rows as they are
     except _ROW_ERRORS:
         pass  # told apart below, one call each
     out: List[Optional[tuple]] = []

@@ -206,7 +206,12 @@ def _render_batch(encoding, conversations, mode, next_role, config, loss_mask, m
                         occ_flag += entry[2]
                         continue
                 vkey = _value_key(m, r, flag, has_fn)
-                entry = memo.get(vkey) if vkey is not None else None
+                entry = None
+                if vkey is not None:
+                    try:
+                        entry = memo.get(vkey)
+                    except TypeError:  # fields set by hand to unhashable values: no key
+                        vkey = None
                 if entry is None:
                     entry = _message_pieces(m, r, flag, has_fn, header_entry, content_texts, terminator, of_list, of_text)
                     if vkey is not None:
@@ -333,7 +338,6 @@ def _value_key(m: Message, r: Role, flag: int, has_fn: bool) -> Optional[tuple]:
             if any(p is _NO_KEY for p in parts):
                 return None
             key = (r, author.name, m.recipient, m.channel, m.content_type, flag, has_fn, *parts)
-        hash(key)  # fields set by hand to unhashable values
     except Exception:
         return None  # what the key cannot read, the render itself reports
     return key

@@ -500,16 +500,24 @@ def render_chunks(
                 out.append(("<|start|>user<|message|>", content, "<|end|>"))
                 gen.append(False)
                 continue
-            if role == "assistant" and content.__class__ is str and "tool_calls" not in message and (index != n - 1 or add_generation_prompt):
-                if _ANALYSIS_TAG in content or _FINAL_TAG in content:
-                    raise ChatTemplateError(_TAGS_IN_CONTENT)
+            if role == "assistant" and content.__class__ is str and "tool_calls" not in message:
                 thinking = message.get("thinking", _ABSENT)
-                if thinking is not _ABSENT and _has_channel_tags(thinking):
-                    raise ChatTemplateError(_TAGS_IN_THINKING)
-                out.append(("<|start|>assistant<|channel|>final<|message|>", content, "<|end|>"))
-                gen.append(True)
-                last_tool_call = None
-                continue
+                last = index == n - 1 and not add_generation_prompt
+                if not last or thinking is _ABSENT or thinking.__class__ is str:
+                    if _ANALYSIS_TAG in content or _FINAL_TAG in content:
+                        raise ChatTemplateError(_TAGS_IN_CONTENT)
+                    if thinking is not _ABSENT and _has_channel_tags(thinking):
+                        raise ChatTemplateError(_TAGS_IN_THINKING)
+                    if not last:  # an earlier turn: its thinking is not rendered
+                        out.append(("<|start|>assistant<|channel|>final<|message|>", content, "<|end|>"))
+                        last_tool_call = None
+                    elif thinking is _ABSENT:
+                        out.append(("<|start|>assistant<|channel|>final<|message|>", content, "<|return|>"))
+                    else:  # the last turn in training keeps its thinking
+                        out.append(("<|start|>assistant<|channel|>analysis<|message|>", thinking,
+                                    "<|end|><|start|>assistant<|channel|>final<|message|>", content, "<|return|>"))
+                    gen.append(True)
+                    continue
         role = attr(message, "role")
         if role == "assistant":
             if _contains(message, "content") and _has_channel_tags(attr(message, "content")):

@@ -123,6 +123,27 @@ class LargeRender:
         _ENC.render_conversation_for_completion(next(self.fresh), _A, _KEEP)
 
 
+class LargeRenderLoadedBackend:
+    """The large conversation cold, after a batch has loaded the BPE backend (the accelerated
+    one where the ``[fast]`` extra is installed and verifies; single calls use it from then on):
+    against harmony-go, which has no cache, these are the figures to compare."""
+
+    number = 3
+    repeat = (2, 5, 30.0)
+    warmup_time = 0.0
+
+    def setup(self):
+        getattr(_ENC, "bpe_backend", None)  # loads and verifies the backend (older versions: tiktoken only)
+        _ENC.render_conversation_for_completion(scenarios.large_conversation(h, f" #{next(_TAGS)}"), _A, _KEEP)
+        self.fresh = iter(_fresh(lambda t: scenarios.large_conversation(h, t), 2 * self.number + 2))
+
+    def time_render_large_autodrop_cold(self):
+        _ENC.render_conversation_for_completion(next(self.fresh), _A, _DROP)
+
+    def time_render_large_keep_cold(self):
+        _ENC.render_conversation_for_completion(next(self.fresh), _A, _KEEP)
+
+
 class LargeCompletion:
     """The large completion (1,288 tokens): parse at once, per token, in chunks."""
 

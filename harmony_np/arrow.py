@@ -17,7 +17,7 @@ importing harmony_np (``pip install 'harmony-np[arrow]'`` brings pyarrow).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Tuple, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -122,6 +122,43 @@ def _without_nulls(value: Any) -> Any:
 _SCALARS = frozenset([str, int, float, bool, bytes])
 
 
+def _message_rows(column: Any) -> Tuple[List[Any], bool]:
+    """The rows of a chat-messages column as Python lists of message dicts, and whether their
+    null keys are already left out. A ``list<struct>`` column is read a field at a time (each
+    field's values made by Arrow in one call, nested fields cleaned as :func:`_without_nulls`
+    does), each message built once with its present keys only; any other type through
+    ``to_pylist``, left to the caller to clean."""
+    import pyarrow as pa
+
+    t = column.type
+    if not ((pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type)):
+        return column.to_pylist(), False
+    names = [t.value_type.field(i).name for i in range(t.value_type.num_fields)]
+    simple = [pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_boolean(f.type)
+              or pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in t.value_type]
+    rows: List[Any] = []
+    for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]):
+        structs = chunk.flatten()  # the messages of the rows in view (null rows hold none)
+        fields = [f.to_pylist() for f in structs.flatten()]  # the struct's own nulls applied
+        for k, is_simple in enumerate(simple):
+            if not is_simple:
+                fields[k] = [v if v is None else _without_nulls(v) for v in fields[k]]
+        messages: List[Any] = [{k: v for k, v in zip(names, values) if v is not None} for values in zip(*fields)] if fields else [{} for _ in range(len(structs))]
+        if structs.null_count:
+            for i in np.flatnonzero(structs.is_null().to_numpy(zero_copy_only=False)).tolist():
+                messages[i] = None
+        lengths = np.diff(chunk.offsets.to_numpy()).tolist()
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False).tolist() if chunk.null_count else None
+        at = 0
+        for i, m in enumerate(lengths):
+            if valid is not None and not valid[i]:
+                rows.append(None)
+                continue
+            rows.append(messages[at : at + m])
+            at += m
+    return rows, True
+
+
 def _date_text(date: Any) -> Optional[str]:
     import datetime
 
@@ -171,7 +208,7 @@ def render_table(
     _errors_arg(errors, ("raise", "collect"))
     if template not in _TEMPLATES:
         raise ValueError(f"template must be one of {_TEMPLATES}, got {template!r}")
-    messages = _column(table, column).to_pylist()
+    messages, cleaned = _message_rows(_column(table, column))
     tools = _column(table, tools_column).to_pylist() if tools_column in table.column_names else [None] * len(messages)
     n = len(messages)
     items: List[Any] = [None] * n
@@ -205,7 +242,7 @@ def render_table(
         try:
             if row is None:
                 raise missing_row_error("a list of chat messages")
-            row, row_tools = _without_nulls(row), _without_nulls(row_tools)
+            row, row_tools = (row if cleaned else _without_nulls(row)), _without_nulls(row_tools)
             if template == "harmony":
                 items[i] = from_chat(row, tools=row_tools, reasoning_effort=reasoning_effort, model_identity=model_identity,
                                      conversation_start_date=day, builtin_tools=builtin_tools or ())

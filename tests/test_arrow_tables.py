@@ -190,3 +190,26 @@ def _valid(b: bytes) -> bool:
         return True
     except UnicodeDecodeError:
         return False
+
+
+def test_message_rows_read_by_field_equal_to_pylist_with_nulls_dropped():
+    # render_table reads a list<struct> column a field at a time: the same rows as to_pylist with
+    # every null key left out, on sliced and chunked columns, null rows, null messages and
+    # nested fields (tool calls with null arguments)
+    import pyarrow as pa
+
+    from harmony_np import arrow as A
+
+    rows = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}", "thinking": f"t{i}" if i % 2 else None}] for i in range(40)]
+    rows[3] = None
+    rows[7] = [{"role": "user", "content": "x", "thinking": None}, None,
+               {"role": "assistant", "content": "y", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": None, "b": 1}}}]}]
+    rows[9] = []
+    table = pa.table({"messages": rows})
+    chunked = pa.concat_tables([table.slice(0, 15), table.slice(15, 25)])
+    for t in (table, table.slice(5, 20), chunked, chunked.slice(10, 12)):
+        column = t.column("messages")
+        got, cleaned = A._message_rows(column)
+        assert cleaned
+        assert got == [None if r is None else A._without_nulls(r) for r in column.to_pylist()]
+    assert got[0] is not None and "thinking" not in got[0][1]  # a null key is left out, not kept as None

@@ -37,7 +37,7 @@ from .threads import first_import, first_use, run_parallel, thread_count
 from .tuning import BATCH_PARALLEL_MIN_CHARS, PARALLEL_MIN_CHARS
 from .vocab import N_ORDINARY, Vocabulary, writable_cache_folder, cache_folders
 
-__all__ = ["OrdinaryBPE", "ordinary_bpe", "measure_disagreements", "guard_table", "write_guard_table", "BACKEND_ENV", "FAST_BACKEND", "JOIN_TEXT", "balanced_groups"]
+__all__ = ["OrdinaryBPE", "ordinary_bpe", "measure_disagreements", "verified_backend", "guard_table", "write_guard_table", "BACKEND_ENV", "FAST_BACKEND", "JOIN_TEXT", "balanced_groups"]
 
 BACKEND_ENV = "HARMONY_NP_BPE"
 FAST_BACKEND = ("quicktok", "quicktok-v1")  # (module, distribution); pinned in pyproject's [fast] extra
@@ -340,15 +340,15 @@ class _Refused(Exception):
     """Why the accelerated backend is not used."""
 
 
-def _load_fast(reference: _Tiktoken) -> _Fast:
-    """The accelerated backend, imported, loaded and verified, or :class:`_Refused`."""
+def verified_backend(reference: _Tiktoken) -> Tuple[Any, str]:
+    """``(tokenizer, name with version)`` of the accelerated backend, imported, loaded and
+    verified against ``reference``, or :class:`_Refused` saying why not."""
     module, distribution = FAST_BACKEND
     try:
         quicktok = first_import(module)
     except ImportError:
         raise _Refused(f"{distribution} is not installed") from None
-    version = _version(distribution)
-    name = f"{distribution} {version}"
+    name = f"{distribution} {_version(distribution)}"
     try:
         tokenizer = quicktok.get_encoding("o200k_base")
     except Exception as exc:  # its loader's errors are its own
@@ -358,6 +358,12 @@ def _load_fast(reference: _Tiktoken) -> _Fast:
         problem = sample_problem(tokenizer, reference)
     if problem is not None:
         raise _Refused(f"{name} refused: {problem}")
+    return tokenizer, name
+
+
+def _load_fast(reference: _Tiktoken) -> _Fast:
+    """The accelerated backend with its guard, or :class:`_Refused`."""
+    tokenizer, name = verified_backend(reference)
     table = guard_table(name, reference.name)
     if table is None:
         return _Fast(tokenizer, name, None, "non-ASCII text via tiktoken: no guard table for these versions, see harmony-np bpe-check")
@@ -492,16 +498,10 @@ def check_and_store(vocab: Vocabulary) -> Tuple[str, List[Tuple[int, int]], Opti
     table in the user's cache folder. ``(backend, ranges, path or None)``; raises
     ``RuntimeError`` if the backend cannot be used at all."""
     reference = _Tiktoken(vocab)
-    module, distribution = FAST_BACKEND
     try:
-        quicktok = first_import(module)
-    except ImportError:
-        raise RuntimeError(f"{distribution} is not installed: pip install 'harmony-np[fast]'") from None
-    name = f"{distribution} {_version(distribution)}"
-    tokenizer = quicktok.get_encoding("o200k_base")
-    problem = vocabulary_problem(tokenizer, vocab) or sample_problem(tokenizer, reference)
-    if problem is not None:
-        raise RuntimeError(f"{name} refused: {problem}")
+        tokenizer, name = verified_backend(reference)
+    except _Refused as exc:
+        raise RuntimeError(f"{exc} (pip install 'harmony-np[fast]')") from None
     folder = writable_cache_folder("bpe")
     if folder is None:
         return name, measure_disagreements(tokenizer, reference), None

@@ -12,15 +12,12 @@ import time
 
 import harmony_np
 from harmony_np import bpe
-from harmony_np.threads import first_import
 
 
 def main() -> int:
     enc = harmony_np.load_harmony_encoding(harmony_np.HarmonyEncodingName.HARMONY_GPT_OSS)
     reference = bpe.ordinary_bpe(enc.vocab).reference
-    module, distribution = bpe.FAST_BACKEND
-    tokenizer = first_import(module).get_encoding("o200k_base")
-    name = f"{distribution} {bpe._version(distribution)}"
+    tokenizer, name = bpe.verified_backend(reference)
     path = os.path.join(os.path.dirname(bpe.__file__), bpe.GUARD_FILE)
     t0 = time.perf_counter()
     ranges = bpe.write_guard_table(path, tokenizer, reference, name)

@@ -259,9 +259,19 @@ def render_table(
         # every row rendered in one batch: its buffers are the columns' (no copy)
         ok = np.ones(n, dtype=bool)
         ids, masks, offsets = rendered.tokens, rendered.loss_mask, rendered.offsets
-        out = _with_column(table, "input_ids", _list_rows(ids, offsets, ok))
-        out = _with_column(out, "assistant_masks", _list_rows(masks, offsets, ok))
-        return _with_column(out, "error", _error_column(row_errors)) if errors == "collect" else out
+    else:
+        ids, masks, offsets, ok = _joined_rows(n, good, rendered)
+    out = _with_column(table, "input_ids", _list_rows(ids, offsets, ok))
+    out = _with_column(out, "assistant_masks", _list_rows(masks, offsets, ok))
+    if errors == "collect":
+        out = _with_column(out, "error", _error_column(row_errors))
+    return out
+
+
+def _joined_rows(n: int, good: List[int], rendered: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, masks, offsets, ok)`` of ``n`` table rows, row ``good[k]`` being ``rendered``'s
+    ``k``-th (a RaggedTokens, or ``(ids, mask)`` pairs with None for a row that failed); the
+    other rows are empty and not ``ok``."""
     if not isinstance(rendered, list):
         rendered = [(rendered[k], rendered.row_mask(k)) for k in range(len(good))]
     ok = np.zeros(n, dtype=bool)
@@ -280,11 +290,7 @@ def render_table(
     np.cumsum(lengths, out=offsets[1:])
     ids = np.concatenate(token_parts) if token_parts else np.zeros(0, np.uint32)
     masks = np.concatenate(mask_parts) if mask_parts else np.zeros(0, np.uint8)
-    out = _with_column(table, "input_ids", _list_rows(ids.astype(np.uint32, copy=False), offsets, ok))
-    out = _with_column(out, "assistant_masks", _list_rows(masks.astype(np.uint8, copy=False), offsets, ok))
-    if errors == "collect":
-        out = _with_column(out, "error", _error_column(row_errors))
-    return out
+    return ids.astype(np.uint32, copy=False), masks.astype(np.uint8, copy=False), offsets, ok
 
 
 def _render_rows(render, items: list, refuse) -> Any:

@@ -40,6 +40,7 @@ def child(rows: int, chat: int, tool_path: str) -> Dict[str, Any]:
     """One process's figures for the backend ``HARMONY_NP_BPE`` names."""
     import harmony_np as h
     import scenarios
+    from compare import template_tool
     from harmony_np.bpe import ordinary_bpe
 
     enc = scenarios.gpt_oss_encoding(h)
@@ -60,12 +61,8 @@ def child(rows: int, chat: int, tool_path: str) -> Dict[str, Any]:
     enc.apply_chat_template(scenarios.chat_rows(200, seed=-1), **kw)
     out["chat_first_s"] = _best(lambda: enc.apply_chat_template(chat_rows, **kw), 1)
     out["chat_best_s"] = _best(lambda: enc.apply_chat_template(chat_rows, **kw))
-    if tool_path and os.path.exists(tool_path):
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("hf_template", tool_path)
-        tool = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tool)  # type: ignore[union-attr]
+    tool = template_tool(tool_path)
+    if tool is not None:
         k = min(chat, 400)
         tokenizer = enc.vocab.bpe  # tiktoken itself, as the template path uses it
         [tool.render(tokenizer, m) for m in chat_rows[:k]]

@@ -150,7 +150,6 @@ def profile_scenarios(h: ModuleType, iters: int, only: str = "", top: int = 8) -
     """Print a cProfile of each of ``h``'s scenarios, cold (fresh inputs), top functions by own
     time, per call."""
     import cProfile
-    import pstats
 
     per_call = [scenarios.scenario_calls(h, scenarios.build_inputs(h, f" #p{i}")) for i in range(iters + 1)]
     # paths relative to the timed checkout (harmony_np/...) and to this repository (benchmarks/...)
@@ -166,16 +165,23 @@ def profile_scenarios(h: ModuleType, iters: int, only: str = "", top: int = 8) -
         for fn in fns[1:]:
             fn()
         prof.disable()
-        stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-        rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
         print(f"## {name} (cold, per call, {iters} calls)")
-        print("| own µs | total µs | calls | function |")
-        print("|---:|---:|---:|---|")
-        for (file, line, func), (_, ncalls, own, total, _) in rows:
-            where = f"{_short_path(file, roots)}:{line}({func})" if file != "~" else func
-            print(f"| {own / iters * 1e6:.2f} | {total / iters * 1e6:.2f} | {ncalls / iters:g} | `{where}` |")
-        print()
+        _print_profile(prof, iters, "calls", roots, top)
     return 0
+
+
+def _print_profile(prof: Any, per: int, calls_heading: str, roots: List[str], top: int) -> None:
+    """The ``top`` functions of a cProfile by own time, per call (``per`` calls), as a table."""
+    import pstats
+
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    print(f"| own µs | total µs | {calls_heading} | function |")
+    print("|---:|---:|---:|---|")
+    for (file, line, func), (_, ncalls, own, total, _) in rows:
+        where = f"{_short_path(file, roots)}:{line}({func})" if file != "~" else func
+        print(f"| {own / per * 1e6:.2f} | {total / per * 1e6:.2f} | {ncalls / per:g} | `{where}` |")
+    print()
 
 
 def profile_batch(h: ModuleType, n: int, top: int = 10) -> int:
@@ -183,7 +189,6 @@ def profile_batch(h: ModuleType, n: int, top: int = 10) -> int:
     messages and of rows read from JSON, ``parse_batch`` to messages from lists), top functions
     by own time, per item; each case is profiled on inputs no earlier call has seen."""
     import cProfile
-    import pstats
 
     enc = scenarios.gpt_oss_encoding(h)
     # first calls load the kernels and give the threads their BPE copies (see time_batch)
@@ -206,15 +211,8 @@ def profile_batch(h: ModuleType, n: int, top: int = 10) -> int:
         prof.disable()
         wall = time.perf_counter() - t0
         del data
-        stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-        rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
         print(f"## {name}_{n} (per item; {wall * 1e3:.1f} ms in all under the profiler)")
-        print(f"| own µs | total µs | calls per item (1/{n}: once a batch) | function |")
-        print("|---:|---:|---:|---|")
-        for (file, line, func), (_, ncalls, own, total, _) in rows:
-            where = f"{_short_path(file, roots)}:{line}({func})" if file != "~" else func
-            print(f"| {own / n * 1e6:.2f} | {total / n * 1e6:.2f} | {ncalls / n:g} | `{where}` |")
-        print()
+        _print_profile(prof, n, f"calls per item (1/{n}: once a batch)", roots, top)
     return 0
 
 
@@ -299,7 +297,7 @@ def describe(module: ModuleType) -> Dict[str, Any]:
     return out
 
 
-def _template_tool(path: str) -> Optional[ModuleType]:
+def template_tool(path: str) -> Optional[ModuleType]:
     """The reference renderer of the gpt-oss chat template (``hf_template.py``: jinja2 with the
     template as transformers renders it), or None where it is not on this machine."""
     if not path or not os.path.exists(path):
@@ -453,7 +451,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     startup = time_startup(modules, a.startup_runs) if a.startup_runs and a.only in ("", "startup") else None
     rows = build_rows(results, a.compare, a.batch, startup)
     if a.chat and a.only in ("", "batch", "chat") and hasattr(scenarios.gpt_oss_encoding(importlib.import_module(OURS)), "apply_chat_template"):
-        rows += chat_rows_table(time_chat(importlib.import_module(OURS), a.chat, _template_tool(a.template_tool)), a.chat)
+        rows += chat_rows_table(time_chat(importlib.import_module(OURS), a.chat, template_tool(a.template_tool)), a.chat)
     if a.json:
         report = {"machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "iters": a.iters, "batch": a.batch, "timed": timed, "rows": rows}
         print(json.dumps(report, indent=1))

@@ -36,6 +36,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import scenarios  # noqa: E402
+from compare import template_tool as load_template_tool  # noqa: E402
 
 import harmony_np as h  # noqa: E402
 
@@ -175,20 +176,6 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> D
     return out
 
 
-def _template_tool(path: str):
-    if not path or not os.path.exists(path):
-        return None
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hf_template", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except ImportError:
-        return None
-    return module
-
-
 def bench_render(enc: Any, rows: int, template_tool: str) -> Dict[str, Any]:
     """ChatRenderer on a table of chat rows, apply_chat_template on the same rows, and the
     template path (timed on 400 rows, scaled), best of 3 (the template path: its second pass)."""
@@ -207,7 +194,7 @@ def bench_render(enc: Any, rows: int, template_tool: str) -> Dict[str, Any]:
         out["chat_renderer_s"] = min(out.get("chat_renderer_s", float("inf")), min(_seconds(lambda: renderer(table)) for _ in range(3)))
         out["apply_chat_template_s"] = min(out.get("apply_chat_template_s", float("inf")),
                                            min(_seconds(lambda: enc.apply_chat_template(chats, **kw)) for _ in range(3)))
-    tool = _template_tool(template_tool)
+    tool = load_template_tool(template_tool)
     if tool is not None:
         k = min(rows, 400)
         tokenizer = enc.vocab.bpe  # the template path tokenizes with tiktoken, whatever harmony_np's backend

@@ -674,10 +674,16 @@ def cmd_parse(args) -> int:
         for nos, comps in _completion_chunks(src):
             results = iter(_parse_chunk(enc, [c for c in comps if not isinstance(c, _Bad)], role, not args.non_strict, mode))
             for no, comp in zip(nos, comps):
+                line = None
                 if not isinstance(comp, _Bad):
                     msgs, err, kind = next(results)
                     if err is not None and not (args.recover and kind == "HarmonyError"):
                         comp = _Bad(kind, err)
+                    else:
+                        try:
+                            line = write(msgs)
+                        except _DATA_ERRORS as exc:  # messages with no chat form (--to chat): this line only
+                            comp = _bad(exc)
                 if isinstance(comp, _Bad):
                     failures.report(no, comp)
                     out.line(_placeholder(no, comp))
@@ -685,7 +691,7 @@ def cmd_parse(args) -> int:
                 if err is not None:
                     # recovered: the messages, and what was repaired, by line
                     print(f"harmony-np: {src.name}:{no}: recovered: {err}", file=sys.stderr)
-                out.line(write(msgs))
+                out.line(line)
             run.progress()
     return run.exit_code(failures)
 

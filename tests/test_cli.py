@@ -616,3 +616,21 @@ def test_render_from_chat_through_harmony_and_parse_to_chat(tmp_path, enc):
     comp = completion[start:]
     r = run(["parse", "--to", "chat", "-"], stdin=json.dumps(comp) + "\n", check_rc=0)
     assert json.loads(r.stdout) == to_chat(enc.parse_messages_from_completion_tokens(comp))
+
+
+def test_parse_to_chat_keeps_going_past_a_completion_with_no_chat_form(enc):
+    # a call to a built-in tool parses but has no chat form: that line becomes a placeholder in
+    # its place and the lines after it are still parsed (it used to end the run with a traceback)
+    from harmony_np.chat import to_chat
+
+    good = enc.encode("<|start|>assistant<|channel|>final<|message|>Hi.<|return|>", allowed_special="all")
+    builtin = enc.encode("<|start|>assistant<|channel|>analysis to=browser.search<|message|>{\"q\": \"x\"}<|call|>", allowed_special="all")
+    stdin = "".join(json.dumps(t) + "\n" for t in (good, builtin, good))
+    r = run(["parse", "--to", "chat", "--keep-going", "-"], stdin=stdin, check_rc=1)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    want = to_chat(enc.parse_messages_from_completion_tokens(good))
+    assert lines[0] == want and lines[2] == want
+    assert lines[1]["line"] == 2 and lines[1]["error_type"] == "ValueError" and "browser.search" in lines[1]["error"]
+    assert "Traceback" not in r.stderr and "<stdin>:2: ValueError" in r.stderr
+    stopped = run(["parse", "--to", "chat", "-"], stdin=stdin, check_rc=3)  # without --keep-going: stops there
+    assert len(stopped.stdout.splitlines()) == 1 and "Traceback" not in stopped.stderr

@@ -40,9 +40,9 @@ def _completions(enc, hnp, n: int, user: bool = True) -> list:
     return out
 
 
-def _write_tokens(path, rows, row_group_size, value_type=pa.int64(), list_type=pa.list_):
+def _write_tokens(path, rows, row_group_size, value_type=pa.int64(), list_type=pa.list_, **options):
     table = pa.table({"id": pa.array(range(len(rows)), pa.int64()), "tokens": pa.array(rows, list_type(value_type))})
-    pq.write_table(table, path, row_group_size=row_group_size)
+    pq.write_table(table, path, row_group_size=row_group_size, **options)
 
 
 def _jsonl(path, rows) -> None:
@@ -215,6 +215,25 @@ def test_peak_rss_is_bounded_by_a_batch_not_the_file(tmp_path, enc, hnp):
         whole[name] = pq.read_table(src).nbytes + pq.read_table(out).nbytes
     assert peak["long"] - peak["short"] < 0.2 * (whole["long"] - whole["short"]), (peak, whole)
     assert whole["long"] > peak["long"] - peak["short"] + 200e6, (peak, whole)
+
+
+@pytest.mark.slow
+def test_peak_rss_is_bounded_by_a_batch_not_the_row_group(tmp_path, enc, hnp):
+    # the same rows in row groups of one batch and in one row group of 12 batches: the reader
+    # streams a column chunk's pages (it used to read the whole chunk, so a file written with big
+    # row groups took that much more memory)
+    base = _completions(enc, hnp, 64)
+    filler = enc.encode(" lorem ipsum dolor sit amet" * 150)
+    rows = [c[:-3] + filler + c[-3:] for c in base] * (12 * BATCH_ROWS // 64)
+    peak = {}
+    for name, group in (("small", BATCH_ROWS), ("one", len(rows))):
+        src, out = tmp_path / f"{name}.parquet", tmp_path / f"{name}_out.parquet"
+        _write_tokens(src, rows, group, pa.uint32(), compression="none", use_dictionary=False)
+        peak[name] = _peak_rss(["parse", str(src), "-o", str(out), "-q"])
+        assert pq.read_metadata(out).num_rows == len(rows)
+    chunk = pq.read_metadata(tmp_path / "one.parquet").row_group(0).total_byte_size
+    assert chunk > 150e6
+    assert peak["one"] - peak["small"] < 0.2 * chunk, (peak, chunk)
 
 
 @pytest.mark.slow

@@ -93,10 +93,20 @@ def _text_rows(data: np.ndarray, byte_off: np.ndarray, valid: np.ndarray) -> Any
     return pa.Array.from_buffers(pa.large_string(), len(texts), [_validity(valid)] + texts.buffers()[1:])
 
 
-def _error_column(errors: List[Optional[str]]) -> Any:
+def _with_errors(table: Any, errors: List[Optional[str]], kinds: List[Optional[str]]) -> Any:
+    """``table`` with ``error`` (the text) and ``error_type`` (the exception's type name, as
+    ``HarmonyError`` or ``ValueError``) string columns, null where the row is fine."""
     import pyarrow as pa
 
-    return pa.array(errors, pa.string())
+    return _with_column(_with_column(table, "error", pa.array(errors, pa.string())), "error_type", pa.array(kinds, pa.string()))
+
+
+def _kinds(errors: Dict[int, BaseException], n: int) -> List[Optional[str]]:
+    """The type name of each row's error in ``errors`` (row -> exception), None elsewhere."""
+    kinds: List[Optional[str]] = [None] * n
+    for i, exc in errors.items():
+        kinds[i] = type(exc).__name__
+    return kinds
 
 
 # -- render -------------------------------------------------------------------------------------
@@ -201,8 +211,8 @@ def render_table(
     whose value is None are left out (at every depth) before rendering, as if absent.
 
     ``errors="raise"``: a row that does not render raises (naming it); ``"collect"``: its
-    ``input_ids`` and ``assistant_masks`` are null and an ``error`` column (null for the rows
-    that rendered) says why.
+    ``input_ids`` and ``assistant_masks`` are null and ``error`` and ``error_type`` columns (null
+    for the rows that rendered) say why.
     """
     table = _as_table(table)
     _errors_arg(errors, ("raise", "collect"))
@@ -264,7 +274,7 @@ def render_table(
     out = _with_column(table, "input_ids", _list_rows(ids, offsets, ok))
     out = _with_column(out, "assistant_masks", _list_rows(masks, offsets, ok))
     if errors == "collect":
-        out = _with_column(out, "error", _error_column(row_errors))
+        out = _with_errors(out, row_errors, _kinds(refused, n))
     return out
 
 
@@ -376,9 +386,9 @@ def parse_table(
     for a row with an error, unless ``errors="recover"`` read it). ``output="chat"``: the
     assistant chat message of each row (:func:`harmony_np.chat.to_chat`) as ``content``,
     ``reasoning_content`` and ``tool_calls`` (``list<struct<id, type, function: struct<name,
-    arguments>>>``), null for a row with an error and no messages. Both add ``error`` (string,
-    null where the row parsed; a row whose messages are no chat message has its conversion's
-    error). ``role``, ``strict`` and ``errors`` (``"collect"``, ``"recover"`` or ``"raise"``) are
+    arguments>>>``), null for a row with an error and no messages. Both add ``error`` and
+    ``error_type`` (strings: the error's text and its exception's type name, null where the row
+    parsed; a row whose messages are no chat message has its conversion's error). ``role``, ``strict`` and ``errors`` (``"collect"``, ``"recover"`` or ``"raise"``) are
     ``parse_batch``'s. A null row is an error row.
     """
     import pyarrow as pa
@@ -388,9 +398,9 @@ def parse_table(
     if output not in ("messages", "chat"):
         raise ValueError(f"output must be 'messages' or 'chat', got {output!r}")
     mt = encoding.parse_batch(_column(table, column), role=role, strict=strict, errors=errors)
-    row_errors = list(mt.errors)
+    row_errors, kinds = list(mt.errors), list(mt.error_types)
     if output == "messages":
-        return _with_column(_with_column(table, "messages", _messages_column(mt)), "error", _error_column(row_errors))
+        return _with_errors(_with_column(table, "messages", _messages_column(mt)), row_errors, kinds)
     from .chat import to_chat
 
     chats: List[Optional[dict]] = []
@@ -404,12 +414,12 @@ def parse_table(
             if errors == "raise":
                 raise with_index(exc, f"completion {b}") from exc
             chats.append(None)
-            row_errors[b] = str(exc)
+            row_errors[b], kinds[b] = str(exc), type(exc).__name__
     types = _chat_types()
     out = table
     for name, type_ in types.items():
         out = _with_column(out, name, pa.array([None if c is None else c[name] for c in chats], type_))
-    return _with_column(out, "error", _error_column(row_errors))
+    return _with_errors(out, row_errors, kinds)
 
 
 # -- decode -------------------------------------------------------------------------------------
@@ -422,8 +432,8 @@ def decode_table(encoding: Any, table: Any, *, column: str = "tokens", output_co
 
     A row with an id outside the vocabulary, a null row or one holding a null:
     ``errors="raise"`` raises naming the row (``HarmonyError: Invalid token for decoding`` for
-    an unknown id, as ``decode``); ``"collect"``: its text is null and an ``error`` column says
-    why.
+    an unknown id, as ``decode``); ``"collect"``: its text is null and ``error`` and ``error_type``
+    columns say why.
     """
     from .errors import HarmonyError
     from .lazy import kernels
@@ -453,7 +463,7 @@ def decode_table(encoding: Any, table: Any, *, column: str = "tokens", output_co
     data, byte_off = kernels().gather_spans(vocab.flat, vocab.offsets, values, start, stop)
     out = _with_column(table, output_column, _text_rows(data, byte_off, valid))
     if errors == "collect":
-        out = _with_column(out, "error", _error_column(row_errors))
+        out = _with_errors(out, row_errors, _kinds(bad, n))
     return out
 
 

@@ -89,6 +89,11 @@ def test_render_table_bad_rows(enc, tmp_path):
     assert errors[0] is None and errors[2] is None and errors[4] is None
     assert "no previous assistant message with a tool call" in errors[1]
     assert errors[3] == "the row is null (a missing value in the Arrow column), not a list of chat messages"
+    kinds = out.column("error_type").to_pylist()
+    assert kinds[0] is None and kinds[2] is None and kinds[4] is None
+    with pytest.raises(Exception) as single:
+        enc.apply_chat_template(bad[1]["messages"], tools=bad[1]["tools"], date=DATE)
+    assert kinds[1] == type(single.value).__name__ and kinds[3] == "TypeError"
     ids = out.column("input_ids").to_pylist()
     assert ids[1] is None and ids[3] is None
     for i in (0, 2, 4):
@@ -114,14 +119,14 @@ def test_parse_table_messages_equal_to_messages(enc, hnp, tmp_path, errors, stri
     rows = [None if i == 9 else c for i, c in enumerate(comps)]
     table = _roundtrip(tmp_path, pa.table({"id": list(range(len(rows))), "tokens": pa.array(rows, pa.list_(pa.int32()))}))
     out = parse_table(enc, table, errors=errors, strict=strict)
-    assert out.column_names == ["id", "tokens", "messages", "error"]
+    assert out.column_names == ["id", "tokens", "messages", "error", "error_type"]
     want = enc.parse_batch([[] if r is None else r for r in rows], errors=errors, strict=strict)
-    got_errors = out.column("error").to_pylist()
+    got_errors, got_kinds = out.column("error").to_pylist(), out.column("error_type").to_pylist()
     for b, messages in enumerate(want.to_messages()):
         if b == 9:
-            assert "null" in got_errors[b] and out.column("messages")[b].as_py() == []
+            assert "null" in got_errors[b] and got_kinds[b] == "TypeError" and out.column("messages")[b].as_py() == []
             continue
-        assert got_errors[b] == want.errors[b]
+        assert got_errors[b] == want.errors[b] and got_kinds[b] == want.error_types[b]
         expect = [{"role": m.author.role.value, "name": m.author.name, "channel": m.channel, "recipient": m.recipient,
                    "content_type": m.content_type, "content": m.content[0].text} for m in messages]
         assert out.column("messages")[b].as_py() == expect, b
@@ -159,6 +164,7 @@ def test_parse_table_chat_output(enc, hnp, tmp_path):
     browser = enc.encode("<|start|>assistant<|channel|>analysis to=browser.search<|message|>{}<|call|>", allowed_special="all")
     out2 = parse_table(enc, pa.table({"tokens": [comps[0], browser]}), output="chat")
     assert out2.column("error").to_pylist()[0] is None and "built-in" in out2.column("error").to_pylist()[1]
+    assert out2.column("error_type").to_pylist() == [None, "ValueError"]
     with pytest.raises(ValueError, match="completion 1: "):
         parse_table(enc, pa.table({"tokens": [comps[0], browser]}), output="chat", errors="raise")
     # role as its string value
@@ -182,6 +188,7 @@ def test_decode_table_equals_decode(enc, hnp, tmp_path):
     assert got.column("decoded").to_pylist() == [enc.decode(comps[0]), None, None, enc.decode(comps[1])]
     errs = got.column("error").to_pylist()
     assert errs[0] is None and errs[3] is None and str(N_VOCAB + 1) in errs[1] and "null" in errs[2]
+    assert got.column("error_type").to_pylist() == [None, "HarmonyError", "TypeError", None]
 
 
 def _valid(b: bytes) -> bool:

@@ -220,3 +220,12 @@ def test_message_rows_read_by_field_equal_to_pylist_with_nulls_dropped():
         assert cleaned
         assert got == [None if r is None else A._without_nulls(r) for r in column.to_pylist()]
     assert got[0] is not None and "thinking" not in got[0][1]  # a null key is left out, not kept as None
+    # the keys are written into a dict display: odd names stay themselves, in the schema's order
+    odd = [{"role": "user", "it's \"x\"\n": "v", "{}": None, "\\": 2}]
+    got, _ = A._message_rows(pa.table({"messages": [odd]}).column("messages"))
+    assert got == [[{"role": "user", "it's \"x\"\n": "v", "\\": 2}]] and list(got[0][0]) == ["role", "it's \"x\"\n", "\\"]
+    # a struct that repeats a name: refused, naming it (no dict holds both)
+    twice = pa.StructArray.from_arrays([pa.array(["user"]), pa.array(["a"]), pa.array([None], pa.string())], names=["role", "content", "content"])
+    column = pa.chunked_array([pa.ListArray.from_arrays(pa.array([0, 1], pa.int32()), twice)])
+    with pytest.raises(ValueError, match="repeats the field name\\(s\\) 'content'"):
+        A._message_rows(column)

@@ -23,13 +23,13 @@ from typing import Tuple, Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .arrow_layout import list_column, missing_row_error, text_array
-from .errors import with_index
+from .errors import DATA_ERRORS, with_index
 from .model import HarmonyEncodingName, Role
 from .vocab import N_VOCAB
 
 __all__ = ["render_table", "parse_table", "decode_table", "ChatRenderer", "CompletionParser", "TokenDecoder"]
 
-_ROW_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RuntimeError, ArithmeticError)
+_ROW_ERRORS = DATA_ERRORS
 _TEMPLATES = ("hf", "harmony")
 
 

@@ -30,6 +30,7 @@ import threading
 from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from ._version import __version__
+from .errors import DATA_ERRORS
 
 EXAMPLES = """\
 examples:
@@ -72,7 +73,7 @@ CHUNK = 4096  # lines per batch call
 _FLUSH_AT = 1 << 16  # bytes of complete lines held before they are written
 
 # what a bad input line can raise (everything else is a failure of the run, not of a line)
-_DATA_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RuntimeError, ArithmeticError)
+_DATA_ERRORS = DATA_ERRORS  # the errors that make one line or row bad; any other ends the run
 
 
 class _Usage(Exception):
@@ -292,9 +293,9 @@ class _Sink:
             with contextlib.suppress(OSError):
                 os.fchown(self.fd, st.st_uid, st.st_gid)
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(self.fd, 0o666 & ~umask)
+            from .parquet_io import new_file_mode
+
+            os.fchmod(self.fd, new_file_mode())
 
     def line(self, text: str) -> None:
         """Add one output line (``text`` without its newline)."""

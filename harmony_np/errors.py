@@ -13,3 +13,8 @@ def with_index(exc: Exception, where: str) -> Exception:
         return type(exc)(f"{where}: {exc}")
     except Exception:
         return exc
+
+
+# What one bad item of a batch (a row, a line, a conversation) may raise: reported with that item
+# and the rest carried on. Anything else (MemoryError, KeyboardInterrupt, ...) ends the run.
+DATA_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RuntimeError, ArithmeticError)

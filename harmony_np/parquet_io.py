@@ -4,7 +4,9 @@ A :class:`ParquetSource` reads a file's rows in batches (never the whole file), 
 :func:`transform_rows` call runs a table transform (``pa.Table -> pa.Table``, such as
 :class:`harmony_np.arrow.CompletionParser`) on one batch with every row that makes it raise set
 apart as a bad row, and a :class:`ParquetOutput` writes each result as a row group to a binary
-file object. Memory is bounded by the batch, not by the file.
+file object. Memory is bounded by the batch, not by the file. :func:`transform_file` puts the
+three together for one file, and :class:`ParquetFiles` runs it on each file a table of paths
+names: a Ray Data or ``datasets`` callable where the workers read and write the files themselves.
 
 ``pyarrow`` is imported inside functions only: importing this module does not load it.
 """
@@ -12,7 +14,10 @@ file object. Memory is bounded by the batch, not by the file.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Type
+import tempfile
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
+
+from .errors import DATA_ERRORS
 
 BATCH_ROWS = 4096  # rows read, transformed and written as one output row group
 ERROR_COLUMN = "error"
@@ -243,3 +248,112 @@ class ParquetOutput:
             self.writer.close()
             self.writer = None
         self.file.flush()
+
+
+def new_file_mode() -> int:
+    """The mode ``open`` would give a new file here: 0666 less the process's umask."""
+    umask = os.umask(0)  # read by setting it; set back at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def transform_file(
+    transform: Transform,
+    src: str,
+    dst: str,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    drop_columns: Sequence[str] = (),
+    data_errors: Tuple[Type[BaseException], ...] = DATA_ERRORS,
+) -> Tuple[int, List[BadRow]]:
+    """``(rows written, bad rows)``: the Parquet file ``src`` through ``transform`` into the
+    Parquet file ``dst``, a batch of ``batch_rows`` rows at a time (each one row group), every
+    bad row in its place with its ``error`` and ``error_type``, the input columns
+    ``drop_columns`` left out of the output. ``dst`` is written beside itself under a temporary
+    name and renamed into place when complete: an error leaves no partial file."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dst)}.", suffix=".part")
+    bad: List[BadRow] = []
+    try:
+        os.fchmod(fd, new_file_mode())  # mkstemp's 0600 is for secrets; an output is a plain file
+        with os.fdopen(fd, "wb") as file, ParquetSource(src) as source:
+            missing = [name for name in drop_columns if name not in source.schema.names]
+            if missing:
+                raise ValueError(f"{src}: no column {missing[0]!r} to drop (columns: {', '.join(source.schema.names)})")
+            out = ParquetOutput(file)
+            schema = None  # the transform's output schema, every batch cast to it
+            try:
+                for first, table in source.batches(batch_rows):
+                    result, rows_bad = transform_rows(transform, table, first, data_errors, schema)
+                    schema = result.schema
+                    out.write(result.drop_columns(list(drop_columns)) if drop_columns else result)
+                    bad += rows_bad
+                if schema is None:  # no rows: the columns of a transform of none
+                    out.schema = _dropped(output_schema(transform, source.schema.empty_table()), drop_columns)
+            finally:
+                out.close()  # the writer closed while its file is open (the file is removed on an error)
+            rows = out.rows
+        os.replace(temp, dst)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    return rows, bad
+
+
+def _dropped(schema, names: Sequence[str]):
+    for name in names:
+        schema = schema.remove(schema.get_field_index(name))
+    return schema
+
+
+class ParquetFiles:
+    """``ParquetFiles(transform, output_dir)(table)``: each Parquet file named in the table's
+    ``path_column`` through :func:`transform_file` into ``output_dir`` (same file name), and one
+    row per file back: ``path``, ``output``, ``rows``, ``bad_rows`` and ``first_error`` (null
+    when none). ``transform`` is a picklable table callable such as
+    :class:`harmony_np.arrow.CompletionParser`, so this is one too: on Ray Data,
+    ``ray.data.from_items([{"path": p} for p in paths]).map_batches(ParquetFiles,
+    fn_constructor_kwargs=dict(transform=CompletionParser(), output_dir=...), batch_size=1,
+    batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=N))`` has each actor read,
+    parse and write its files itself, where ``read_parquet`` moves every token through Ray's
+    object store. Output file names must differ: two inputs of one name are refused."""
+
+    def __init__(self, transform: Transform, output_dir: str, *, path_column: str = "path", batch_rows: int = BATCH_ROWS,
+                 drop_columns: Sequence[str] = ()) -> None:
+        if not callable(transform):
+            raise TypeError(f"transform: expected a table callable (such as CompletionParser()), got {type(transform).__name__}")
+        if not isinstance(batch_rows, int) or batch_rows < 1:
+            raise ValueError(f"batch_rows: expected a positive int, got {batch_rows!r}")
+        self.transform = transform
+        self.output_dir = os.fspath(output_dir)
+        self.path_column = path_column
+        self.batch_rows = batch_rows
+        self.drop_columns = tuple(drop_columns)
+
+    def __call__(self, table: Any) -> Any:
+        pa, _, _ = pyarrow_modules()
+        if self.path_column not in table.column_names:
+            raise KeyError(f"the table has no column {self.path_column!r} (columns: {table.column_names})")
+        paths = table.column(self.path_column).to_pylist()
+        names = [os.path.basename(p) for p in paths if p is not None]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"input files of the same name would write one output: {twice}")
+        outputs, rows, bad_rows, first_errors = [], [], [], []
+        for k, path in enumerate(paths):
+            if path is None:
+                raise ValueError(f"{self.path_column}[{k}]: a null path")
+            dst = os.path.join(self.output_dir, os.path.basename(path))
+            if os.path.abspath(dst) == os.path.abspath(path):
+                raise ValueError(f"{path}: the output would replace its input (choose another output_dir)")
+            n, bad = transform_file(self.transform, path, dst, batch_rows=self.batch_rows, drop_columns=self.drop_columns)
+            outputs.append(dst)
+            rows.append(n)
+            bad_rows.append(len(bad))
+            first_errors.append(f"row {bad[0].row}: {bad[0].kind}: {bad[0].text}" if bad else None)
+        return pa.table({"path": pa.array(paths, pa.string()), "output": pa.array(outputs, pa.string()), "rows": pa.array(rows, pa.int64()),
+                         "bad_rows": pa.array(bad_rows, pa.int64()), "first_error": pa.array(first_errors, pa.string())})
+
+    def __repr__(self) -> str:
+        return f"ParquetFiles({self.transform!r}, {self.output_dir!r})"

@@ -96,3 +96,34 @@ def test_ray_map_batches_both_callables(enc, hnp, ray_cluster, tmp_path):
     for r, m in zip(out, chats):
         want = enc.apply_chat_template(m, date=DATE, return_dict=True, return_assistant_tokens_mask=True)
         assert list(r["input_ids"]) == list(want["input_ids"]) and list(r["assistant_masks"]) == list(want["assistant_masks"])
+
+
+@pytest.mark.slow
+def test_ray_actors_parse_whole_files_with_parquet_files(enc, hnp, ray_cluster, tmp_path):
+    # the recipe for when Ray's read is the bottleneck: each actor reads, parses and writes its
+    # files itself; every output row equal to parse_table's of its input
+    import ray.data
+
+    import pyarrow.parquet as pq
+
+    from harmony_np.parquet_io import ParquetFiles
+
+    comps = completions(hnp, 240, seed=10)
+    comps[17] = [5, 10**9, 7]  # one bad row (an id out of the vocabulary), kept in its place
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    paths = []
+    for k in range(4):
+        part = comps[k * 60 : (k + 1) * 60]
+        paths.append(str(tmp_path / "in" / f"part-{k}.parquet"))
+        pq.write_table(pa.table({"id": list(range(k * 60, (k + 1) * 60)), "tokens": pa.array(part, pa.large_list(pa.uint32()))}), paths[-1], row_group_size=25)
+    summary = ray.data.from_items([{"path": p} for p in paths]).map_batches(
+        ParquetFiles, fn_constructor_kwargs=dict(transform=CompletionParser(), output_dir=str(tmp_path / "out"), batch_rows=32, drop_columns=["tokens"]),
+        batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=2)).take_all()
+    assert sorted(r["path"] for r in summary) == paths
+    assert sum(r["rows"] for r in summary) == 240 and sum(r["bad_rows"] for r in summary) == 1
+    for path in paths:
+        got = pq.read_table(str(tmp_path / "out" / path.rsplit("/", 1)[1]))
+        want = parse_table(enc, pq.read_table(path)).drop_columns(["tokens"])
+        assert got.column_names == ["id", "messages", "error", "error_type"]
+        assert got.to_pylist() == want.to_pylist()

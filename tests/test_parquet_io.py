@@ -143,3 +143,71 @@ def test_importing_does_not_load_pyarrow():
             "assert 'pyarrow' not in sys.modules, sorted(m for m in sys.modules if 'arrow' in m)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_transform_file_writes_every_row_in_place_and_renames_at_the_end(tmp_path):
+    values = [3, 1, -4, 1, 5, -9, 2, 6]
+    src = _file(tmp_path, values, 3)
+    dst = tmp_path / "out" / "in.parquet"
+    dst.parent.mkdir()
+    rows, bad = parquet_io.transform_file(Doubler(), src, str(dst), batch_rows=4, drop_columns=["tag"])
+    assert rows == 8 and [(b.row, b.kind) for b in bad] == [(2, "ValueError"), (5, "ValueError")]
+    out = pq.read_table(dst)
+    assert out.column_names == ["x", "y", "error", "error_type"]  # tag dropped
+    assert out.column("y").to_pylist() == [None if v < 0 else 2 * v for v in values]
+    assert out.column("error").to_pylist()[5] == "negative x -9"
+    assert pq.ParquetFile(dst).metadata.num_row_groups == 2  # a row group per batch
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["in.parquet"]  # no temporary left
+    # an empty input: a valid file of the output's columns
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"x": pa.array([], pa.int64()), "tag": pa.array([], pa.string())}), empty)
+    assert parquet_io.transform_file(Doubler(), str(empty), str(tmp_path / "out" / "e.parquet"), drop_columns=["tag"]) == (0, [])
+    assert pq.read_table(tmp_path / "out" / "e.parquet").column_names == ["x", "y", "error", "error_type"]
+
+
+def test_transform_file_leaves_no_partial_file_when_it_fails(tmp_path):
+    src = _file(tmp_path, [1, 2, 3], 2)
+    dst = tmp_path / "out.parquet"
+
+    def broken(table):
+        if table.column("x")[0].as_py() == 3:
+            raise MemoryError("not a row's error")  # not a data error: the run ends
+        return table
+
+    with pytest.raises(MemoryError):
+        parquet_io.transform_file(broken, src, str(dst), batch_rows=2)
+    with pytest.raises(ValueError, match="no column 'tokens' to drop"):
+        parquet_io.transform_file(Doubler(), src, str(dst), drop_columns=["tokens"])
+    with pytest.raises(FileNotFoundError):
+        parquet_io.transform_file(Doubler(), str(tmp_path / "in.parquet") + ".missing", str(dst))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        parquet_io.transform_file(Doubler(), str(tmp_path / "junk.parquet"), str(dst))
+    (tmp_path / "junk.parquet").unlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_parquet_files_one_row_per_file(tmp_path):
+    import os
+    import pickle
+
+    a = _file(tmp_path, [1, -2, 3], 2)
+    (tmp_path / "b").mkdir()
+    b = str(tmp_path / "b" / "b.parquet")
+    pq.write_table(pa.table({"x": pa.array([7, 8], pa.int64()), "tag": ["p", "q"]}), b)
+    (tmp_path / "out").mkdir()
+    files = pickle.loads(pickle.dumps(parquet_io.ParquetFiles(Doubler(), str(tmp_path / "out"), batch_rows=2)))
+    got = files(pa.table({"path": [a, b]})).to_pylist()
+    assert got == [
+        {"path": a, "output": os.path.join(str(tmp_path / "out"), "in.parquet"), "rows": 3, "bad_rows": 1, "first_error": "row 1: ValueError: negative x -2"},
+        {"path": b, "output": os.path.join(str(tmp_path / "out"), "b.parquet"), "rows": 2, "bad_rows": 0, "first_error": None},
+    ]
+    assert pq.read_table(tmp_path / "out" / "b.parquet").column("y").to_pylist() == [14, 16]
+    with pytest.raises(ValueError, match="the same name"):
+        files(pa.table({"path": [a, a]}))
+    with pytest.raises(ValueError, match="replace its input"):
+        parquet_io.ParquetFiles(Doubler(), str(tmp_path))(pa.table({"path": [a]}))
+    with pytest.raises(KeyError, match="no column 'path'"):
+        files(pa.table({"file": [a]}))
+    with pytest.raises(TypeError, match="table callable"):
+        parquet_io.ParquetFiles("CompletionParser", str(tmp_path))

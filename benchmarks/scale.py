@@ -9,7 +9,9 @@ Cases (each can be left out, see --help):
   end to end, peak RSS (measured by a parent of its own with ``getrusage``) and both files' sizes.
 * ``ray``: Ray Data reading a Parquet file of completions and parsing it with
   ``CompletionParser`` on an actor pool of 1 and of 2; Ray's own overhead beside it: the
-  ``ray.init`` start-up and the same pipeline with a callable that does nothing.
+  ``ray.init`` start-up and the same pipeline with a callable that does nothing; and the same
+  completions as 10 Parquet files, each read, parsed and written by an actor itself
+  (``parquet_io.ParquetFiles``), on 1 and 2 actors.
 * ``render``: ``ChatRenderer`` on chat rows against ``apply_chat_template`` of the same rows and
   against the template path (``hf_template.py``: jinja2 and tiktoken per row, as transformers).
 
@@ -167,12 +169,51 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> D
             key = f"parse_actors_{size}_s"
             out[key] = min(out.get(key, float("inf")), pipeline(CompletionParser, size, fn_constructor_kwargs={}))
         out["nothing_actors_2_s"] = min(pipeline(_Nothing, 2) for _ in range(2))
+        out.update(_ray_files(ray, path, folder, rows, batch_rows))
         out["batches"] = -(-rows // batch_rows)
         out["per_batch_overhead_s"] = out["nothing_actors_2_s"] / out["batches"]
         out["speedup_2_over_1"] = out["parse_actors_1_s"] / out["parse_actors_2_s"]
         out["tokens_per_s_actors_2"] = n_tokens / out["parse_actors_2_s"]
     finally:
         ray.shutdown()
+    return out
+
+
+def _ray_files(ray: Any, path: str, folder: str, rows: int, batch_rows: int, shards: int = 10) -> Dict[str, float]:
+    """The file of ``path`` as ``shards`` files, each parsed by an actor that reads and writes it
+    itself (ParquetFiles, the token column left out of the output): 1 and 2 actors."""
+    import pyarrow.parquet as pq
+
+    from harmony_np.arrow import CompletionParser
+    from harmony_np.parquet_io import ParquetFiles
+
+    source, parts = pq.ParquetFile(path), []
+    per = -(-source.metadata.num_row_groups // shards)
+    for k in range(shards):
+        groups = list(range(k * per, min((k + 1) * per, source.metadata.num_row_groups)))
+        if groups:
+            parts.append(os.path.join(folder, f"part-{k:02d}.parquet"))
+            pq.write_table(source.read_row_groups(groups), parts[-1], row_group_size=batch_rows)
+    out_dir = os.path.join(folder, "parsed")
+    os.makedirs(out_dir, exist_ok=True)
+    kwargs = dict(transform=CompletionParser(), output_dir=out_dir, batch_rows=batch_rows, drop_columns=["tokens"])
+
+    def pipeline(size: int) -> float:
+        t = time.perf_counter()
+        done = ray.data.from_items([{"path": p} for p in parts]).map_batches(
+            ParquetFiles, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=size)).take_all()
+        wall = time.perf_counter() - t
+        if sum(r["rows"] for r in done) != rows:
+            raise RuntimeError(f"ParquetFiles wrote {sum(r['rows'] for r in done)} rows of {rows}")
+        return wall
+
+    pipeline(1)  # warm
+    out: Dict[str, float] = {}
+    for size in (1, 2, 1, 2):
+        key = f"files_actors_{size}_s"
+        out[key] = min(out.get(key, float("inf")), pipeline(size))
+    out["files_speedup_2_over_1"] = out["files_actors_1_s"] / out["files_actors_2_s"]
     return out
 
 

@@ -177,16 +177,28 @@ def _message_rows(column: Any) -> Tuple[List[Any], bool]:
     return rows, True
 
 
-@functools.lru_cache(maxsize=32)
 def _dicts_of(names: Tuple[str, ...]) -> Any:
     """A function of one list of values per name giving ``[{names[0]: a, names[1]: b, ...}]``,
     one dict per position. It is a dict display with the names as constant keys, which Python
     builds about 4x faster than ``dict(zip(names, values))`` (a struct column's messages: 9.3 ->
-    2.4 ms for 15,888). The names are written into the source by ``repr``, so any string is safe."""
+    2.4 ms for 15,888). The names are written into the source by ``repr``, so any string is safe.
+    Kept for the last 32 schemas whose names are short (the cache stays under a few hundred KB)."""
+    if sum(len(name) for name in names) <= _CACHED_NAMES_CHARS:
+        return _cached_dicts_of(names)
+    return _compile_dicts_of(names)
+
+
+_CACHED_NAMES_CHARS = 2048
+
+
+def _compile_dicts_of(names: Tuple[str, ...]) -> Any:
     args = ", ".join(f"v{k}" for k in range(len(names)))
     entries = ", ".join(f"{name!r}: v{k}" for k, name in enumerate(names))
     source = f"lambda fields: [{{{entries}}} for ({args},) in zip(*fields)]"
     return eval(source, {"zip": zip})  # noqa: S307 - the source is built above from repr'd names
+
+
+_cached_dicts_of = functools.lru_cache(maxsize=32)(_compile_dicts_of)
 
 
 def _date_text(date: Any) -> Optional[str]:

@@ -224,6 +224,10 @@ def test_message_rows_read_by_field_equal_to_pylist_with_nulls_dropped():
     odd = [{"role": "user", "it's \"x\"\n": "v", "{}": None, "\\": 2}]
     got, _ = A._message_rows(pa.table({"messages": [odd]}).column("messages"))
     assert got == [[{"role": "user", "it's \"x\"\n": "v", "\\": 2}]] and list(got[0][0]) == ["role", "it's \"x\"\n", "\\"]
+    long = "k" * 5000  # names too long to keep compiled: built each time, the same rows
+    info = A._cached_dicts_of.cache_info().currsize
+    got, _ = A._message_rows(pa.table({"messages": [[{"role": "user", long: "v"}]]}).column("messages"))
+    assert got == [[{"role": "user", long: "v"}]] and A._cached_dicts_of.cache_info().currsize == info
     # a struct that repeats a name: refused, naming it (no dict holds both)
     twice = pa.StructArray.from_arrays([pa.array(["user"]), pa.array(["a"]), pa.array([None], pa.string())], names=["role", "content", "content"])
     column = pa.chunked_array([pa.ListArray.from_arrays(pa.array([0, 1], pa.int32()), twice)])

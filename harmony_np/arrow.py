@@ -420,8 +420,8 @@ def parse_table(
     ``reasoning_content`` and ``tool_calls`` (``list<struct<id, type, function: struct<name,
     arguments>>>``), null for a row with an error and no messages. Both add ``error`` and
     ``error_type`` (strings: the error's text and its exception's type name, null where the row
-    parsed; a row whose messages are no chat message has its conversion's error). ``role``, ``strict`` and ``errors`` (``"collect"``, ``"recover"`` or ``"raise"``) are
-    ``parse_batch``'s. A null row is an error row.
+    parsed; a row whose messages are no chat message has its conversion's error). ``role``,
+    ``strict`` and ``errors`` (``"collect"``, ``"recover"`` or ``"raise"``) are ``parse_batch``'s. A null row is an error row.
     """
     import pyarrow as pa
 

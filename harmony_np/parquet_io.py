@@ -275,8 +275,8 @@ def transform_file(
     fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dst)}.", suffix=".part")
     bad: List[BadRow] = []
     try:
-        os.fchmod(fd, new_file_mode())  # mkstemp's 0600 is for secrets; an output is a plain file
         with os.fdopen(fd, "wb") as file, ParquetSource(src) as source:
+            os.fchmod(file.fileno(), new_file_mode())  # mkstemp's 0600 is for secrets, not outputs
             missing = [name for name in drop_columns if name not in source.schema.names]
             if missing:
                 raise ValueError(f"{src}: no column {missing[0]!r} to drop (columns: {', '.join(source.schema.names)})")

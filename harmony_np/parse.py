@@ -56,8 +56,8 @@ class Tables:
         self.vocab = vocab
         self.flat = vocab.flat
         self.offsets = vocab.offsets
-        self.decode_bytes = vocab.core_bpe.decode_bytes  # list of known ids -> bytes (Rust)
-        self.encode_ordinary = ordinary_bpe(vocab).encode
+        self._decode_bytes = None
+        self._encode_ordinary = None
         # (role, header token bytes) -> (role, name, channel, recipient, content_type) or error str
         self.headers = BoundedCache(HEADER_CACHE_BYTES)
         # (role, header token bytes) -> recovery's reading (see harmony_np.recover.lenient_header)
@@ -65,6 +65,26 @@ class Tables:
         self._strs = None
         self._plain = None
         self._reencoded = BoundedCache(REENCODED_CACHE_BYTES)
+
+    @property
+    def decode_bytes(self):
+        """tiktoken's ``decode_bytes`` (a list of known ids -> bytes, in Rust), made on first use:
+        building tiktoken's BPE takes 0.2-0.35 s, and a batch parse, which reads its headers from
+        the byte table and its contents with the gather kernels, never needs it (a Ray actor or
+        the CLI starts that much sooner)."""
+        fn = self._decode_bytes
+        if fn is None:
+            fn = self._decode_bytes = self.vocab.core_bpe.decode_bytes
+        return fn
+
+    @property
+    def encode_ordinary(self):
+        """The vocabulary's ordinary encode (:func:`harmony_np.bpe.ordinary_bpe`), on first use
+        (for the same reason)."""
+        fn = self._encode_ordinary
+        if fn is None:
+            fn = self._encode_ordinary = ordinary_bpe(self.vocab).encode
+        return fn
 
     def header(self, key_bytes: bytes, buf, role: Optional[Role]):
         """The parsed header of the ids packed in ``key_bytes`` (as ``array('I')`` bytes)."""
@@ -87,8 +107,9 @@ class Tables:
         ids = ids.tolist()  # array('I') or a uint32 array: Python ints, for max() and tiktoken
         if ids and max(ids) >= N_VOCAB:
             return ERR_DECODE_HEADER
+        flat, o = self.flat, self.offsets  # every id below N_VOCAB has its bytes in the table
         try:
-            text = self.decode_bytes(ids).decode("utf-8")
+            text = b"".join([flat[o[i] : o[i + 1]].tobytes() for i in ids]).decode("utf-8")
         except UnicodeDecodeError:
             return ERR_DECODE_HEADER
         try:

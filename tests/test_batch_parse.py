@@ -436,3 +436,26 @@ def test_tampered_results_raise_instead_of_crashing(tmp_path):
     assert out["short column"] == "ValueError: the table's tokens, content_start and content_stop no longer fit its rows"
     assert out["constructor"] == "TypeError: a MessageTable is made by HarmonyEncoding.parse_batch"
     assert out["ragged offsets"].startswith("ValueError: RaggedTokens changed after it was made: offsets must not decrease")
+
+
+def test_a_batch_parse_builds_no_tiktoken_bpe(tmp_path):
+    # headers come from the byte table and contents from the gather kernels, so a process that
+    # only parses (a Ray actor, the CLI) never pays for tiktoken's BPE (0.2-0.35 s); the messages
+    # are the single parser's, which builds it
+    import subprocess
+    import sys
+
+    script = tmp_path / "parse_only.py"
+    script.write_text(
+        "import harmony_np as h\n"
+        "enc = h.load_harmony_encoding('HarmonyGptOss')\n"
+        "comps = [[200006, 173781, 200005, 17196, 200008, 12, 200002],\n"
+        "         [200006, 173781, 200005, 35644, 220, 316, 28, 44580, 200008, 5, 200012]]\n"
+        "table = enc.parse_batch(comps, errors='collect')\n"
+        "assert not enc.vocab._bpe, 'tiktoken BPE built by a batch parse'\n"
+        "got = [[m.to_dict() for m in ms] for ms in table.to_messages()]\n"
+        "want = [[m.to_dict() for m in enc.parse_messages_from_completion_tokens(c)] for c in comps]\n"
+        "assert got == want, (got, want)\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

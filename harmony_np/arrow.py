@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Tuple, Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,7 +29,6 @@ from .vocab import N_VOCAB
 
 __all__ = ["render_table", "parse_table", "decode_table", "ChatRenderer", "CompletionParser", "TokenDecoder"]
 
-_ROW_ERRORS = DATA_ERRORS
 _TEMPLATES = ("hf", "harmony")
 
 
@@ -150,15 +149,17 @@ def _message_rows(column: Any) -> Tuple[List[Any], bool]:
         raise ValueError(f"the messages' struct repeats the field name(s) {', '.join(map(repr, repeated))}: each key must be one field")
     simple = [pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_boolean(f.type)
               or pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in t.value_type]
+    dicts_of = _dicts_of(tuple(names))
     rows: List[Any] = []
     for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]):
         structs = chunk.flatten()  # the messages of the rows in view (null rows hold none)
-        fields = [f.to_pylist() for f in structs.flatten()]  # the struct's own nulls applied
+        children = structs.flatten()  # a field's values, the struct's own nulls applied
+        fields = [f.to_pylist() for f in children]
         for k, is_simple in enumerate(simple):
             if not is_simple:
                 fields[k] = [v if v is None else _without_nulls(v) for v in fields[k]]
-        messages: List[Any] = _dicts_of(tuple(names))(fields) if fields else [{} for _ in range(len(structs))]
-        for name, values in zip(names, structs.flatten()):
+        messages: List[Any] = dicts_of(fields) if fields else [{} for _ in range(len(structs))]
+        for name, values in zip(names, children):
             if values.null_count:  # keys of absent values left out, the others in the schema's order
                 for i in np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False)).tolist():
                     del messages[i][name]
@@ -290,7 +291,7 @@ def render_table(
                                      conversation_start_date=day, builtin_tools=builtin_tools or ())
             else:
                 items[i] = (row, row_tools)
-        except _ROW_ERRORS as exc:
+        except DATA_ERRORS as exc:
             refuse(i, exc)
     good = [i for i in range(n) if row_errors[i] is None]
     rendered = _render_rows(render, [items[i] for i in good], lambda k, exc: refuse(good[k], exc))
@@ -341,13 +342,13 @@ def _render_rows(render, items: list, refuse) -> Any:
     (``refuse(k, exc)`` for item ``k``; its entry is None)."""
     try:
         return render(items)  # every item rendered: the rows as they are
-    except _ROW_ERRORS:
+    except DATA_ERRORS:
         pass  # told apart below, one call each
     out: List[Optional[tuple]] = []
     for k, item in enumerate(items):
         try:
             one = render([item])
-        except _ROW_ERRORS as exc:
+        except DATA_ERRORS as exc:
             refuse(k, _unindexed(exc))
             out.append(None)
             continue

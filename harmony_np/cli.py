@@ -72,8 +72,6 @@ EXIT_BROKEN_PIPE = 128 + 13  # as a Unix tool killed by SIGPIPE
 CHUNK = 4096  # lines per batch call
 _FLUSH_AT = 1 << 16  # bytes of complete lines held before they are written
 
-# what a bad input line can raise (everything else is a failure of the run, not of a line)
-_DATA_ERRORS = DATA_ERRORS  # the errors that make one line or row bad; any other ends the run
 
 
 class _Usage(Exception):
@@ -539,7 +537,7 @@ def _read_lines(chunk, convert) -> list:
         if not isinstance(text, _Bad):
             try:
                 text = convert(text)
-            except _DATA_ERRORS as exc:
+            except DATA_ERRORS as exc:
                 text = _bad(exc)
         rows.append((no, text))
     return rows
@@ -565,12 +563,12 @@ def _rendered_in_place(rows: list, render, want_mask: bool) -> list:
     try:
         rb = render(good)
         rendered = iter([(rb[i], rb.row_mask(i) if want_mask else None) for i in range(len(good))])
-    except _DATA_ERRORS:
+    except DATA_ERRORS:
         one_by_one = []
         for item in good:
             try:
                 one = render([item])
-            except _DATA_ERRORS as exc:
+            except DATA_ERRORS as exc:
                 one_by_one.append((_Bad(type(exc).__name__, str(exc).replace("conversation 0: ", "", 1)), None))
                 continue
             one_by_one.append((one[0], one.row_mask(0) if want_mask else None))
@@ -640,13 +638,13 @@ def _parse_chunk(enc, comps: list, role, strict: bool, mode: str) -> list:
     try:
         table = enc.parse_batch(comps, role=role, strict=strict, errors=mode)
         return list(zip(table.to_messages(), table.errors, table.error_types))
-    except _DATA_ERRORS:
+    except DATA_ERRORS:
         out = []
         for comp in comps:  # one by one, to tell which failed
             try:
                 table = enc.parse_batch([comp], role=role, strict=strict, errors=mode)
                 out.append((table.to_messages()[0], table.errors[0], table.error_types[0]))
-            except _DATA_ERRORS as exc:
+            except DATA_ERRORS as exc:
                 out.append(([], str(exc), type(exc).__name__))
         return out
 
@@ -683,7 +681,7 @@ def cmd_parse(args) -> int:
                     else:
                         try:
                             line = write(msgs)
-                        except _DATA_ERRORS as exc:  # messages with no chat form (--to chat): this line only
+                        except DATA_ERRORS as exc:  # messages with no chat form (--to chat): this line only
                             comp = _bad(exc)
                 if isinstance(comp, _Bad):
                     failures.report(no, comp)
@@ -710,7 +708,7 @@ def cmd_decode(args) -> int:
                     try:
                         out.line(json.dumps(enc.decode(toks), ensure_ascii=False))
                         continue
-                    except _DATA_ERRORS as exc:
+                    except DATA_ERRORS as exc:
                         toks = _bad(exc)
                 failures.report(no, toks)
                 out.line(_placeholder(no, toks))
@@ -754,7 +752,7 @@ def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
         out = parquet_io.ParquetOutput(run.out.binary())
         try:
             for first, table in src.batches(args.batch_rows):
-                result, bad_rows = parquet_io.transform_rows(transform, table, first, _DATA_ERRORS, out.schema)
+                result, bad_rows = parquet_io.transform_rows(transform, table, first, DATA_ERRORS, out.schema)
                 if out.schema is None:
                     out.schema = result.schema
                 for bad in bad_rows:

@@ -104,12 +104,11 @@ class Tables:
     def parse_header(self, ids, role):
         """The header of ``ids`` (``array('I')`` or ``uint32``) read strictly: ``(role, name,
         channel, recipient, content_type)``, or the text of the oracle's error for it."""
-        ids = ids.tolist()  # array('I') or a uint32 array: Python ints, for max() and tiktoken
+        ids = ids.tolist()  # array('I') or a uint32 array: Python ints, for max() and the table
         if ids and max(ids) >= N_VOCAB:
             return ERR_DECODE_HEADER
-        flat, o = self.flat, self.offsets  # every id below N_VOCAB has its bytes in the table
-        try:
-            text = b"".join([flat[o[i] : o[i + 1]].tobytes() for i in ids]).decode("utf-8")
+        try:  # every id below N_VOCAB has its bytes in the table
+            text = b"".join([self.token_bytes(i) for i in ids]).decode("utf-8")
         except UnicodeDecodeError:
             return ERR_DECODE_HEADER
         try:

@@ -751,10 +751,7 @@ def _parquet_run(args, what: str, column: str, make_transform, failed) -> int:
         failures = _Failures(src.name, args.keep_going, unit="row")
         out = parquet_io.ParquetOutput(run.out.binary())
         try:
-            for first, table in src.batches(args.batch_rows):
-                result, bad_rows = parquet_io.transform_rows(transform, table, first, DATA_ERRORS, out.schema)
-                if out.schema is None:
-                    out.schema = result.schema
+            for first, result, bad_rows in parquet_io.transformed_batches(transform, src, args.batch_rows, DATA_ERRORS):
                 for bad in bad_rows:
                     if not failed(bad, result.slice(bad.row - first, 1)):
                         print(f"harmony-np: {src.name}:row {bad.row}: recovered: {bad.text}", file=sys.stderr)

@@ -219,6 +219,22 @@ def transform_rows(
     return (pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)), bad
 
 
+def transformed_batches(
+    transform: Transform,
+    source: "ParquetSource",
+    batch_rows: int,
+    data_errors: Tuple[Type[BaseException], ...],
+) -> Iterator[Tuple[int, object, List[BadRow]]]:
+    """``(first row, output, bad rows)`` of each batch of ``source`` through
+    :func:`transform_rows`, in order, every output cast to the first one's schema (so that the
+    row groups of one file agree)."""
+    schema = None
+    for first, table in source.batches(batch_rows):
+        result, bad = transform_rows(transform, table, first, data_errors, schema)
+        schema = result.schema
+        yield first, result, bad
+
+
 class ParquetOutput:
     """A Parquet file written to a binary file object, a row group per :meth:`write`. The file is
     valid once :meth:`close` has written its footer: after any number of writes, none included."""
@@ -281,14 +297,11 @@ def transform_file(
             if missing:
                 raise ValueError(f"{src}: no column {missing[0]!r} to drop (columns: {', '.join(source.schema.names)})")
             out = ParquetOutput(file)
-            schema = None  # the transform's output schema, every batch cast to it
             try:
-                for first, table in source.batches(batch_rows):
-                    result, rows_bad = transform_rows(transform, table, first, data_errors, schema)
-                    schema = result.schema
+                for _, result, rows_bad in transformed_batches(transform, source, batch_rows, data_errors):
                     out.write(result.drop_columns(list(drop_columns)) if drop_columns else result)
                     bad += rows_bad
-                if schema is None:  # no rows: the columns of a transform of none
+                if out.schema is None:  # no rows: the columns of a transform of none
                     out.schema = _dropped(output_schema(transform, source.schema.empty_table()), drop_columns)
             finally:
                 out.close()  # the writer closed while its file is open (the file is removed on an error)

@@ -24,6 +24,7 @@ shared, so compare ratios measured side by side.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -170,6 +171,7 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> D
             out[key] = min(out.get(key, float("inf")), pipeline(CompletionParser, size, fn_constructor_kwargs={}))
         out["nothing_actors_2_s"] = min(pipeline(_Nothing, 2) for _ in range(2))
         out.update(_ray_files(ray, path, folder, rows, batch_rows))
+        out.update(_process_files(folder, batch_rows))
         out["batches"] = -(-rows // batch_rows)
         out["per_batch_overhead_s"] = out["nothing_actors_2_s"] / out["batches"]
         out["speedup_2_over_1"] = out["parse_actors_1_s"] / out["parse_actors_2_s"]
@@ -198,22 +200,63 @@ def _ray_files(ray: Any, path: str, folder: str, rows: int, batch_rows: int, sha
     os.makedirs(out_dir, exist_ok=True)
     kwargs = dict(transform=CompletionParser(), output_dir=out_dir, batch_rows=batch_rows, drop_columns=["tokens"])
 
-    def pipeline(size: int) -> float:
+    def pipeline(size: int, fn: Any = ParquetFiles, **kw: Any) -> float:
         t = time.perf_counter()
         done = ray.data.from_items([{"path": p} for p in parts]).map_batches(
-            ParquetFiles, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=size)).take_all()
+            fn, batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size), **kw).take_all()
         wall = time.perf_counter() - t
-        if sum(r["rows"] for r in done) != rows:
+        if fn is ParquetFiles and sum(r["rows"] for r in done) != rows:
             raise RuntimeError(f"ParquetFiles wrote {sum(r['rows'] for r in done)} rows of {rows}")
         return wall
 
-    pipeline(1)  # warm
+    pipeline(1, fn_constructor_kwargs=kwargs)  # warm
     out: Dict[str, float] = {}
     for size in (1, 2, 1, 2):
         key = f"files_actors_{size}_s"
-        out[key] = min(out.get(key, float("inf")), pipeline(size))
+        out[key] = min(out.get(key, float("inf")), pipeline(size, fn_constructor_kwargs=kwargs))
+    for size in (1, 2):  # Ray's own part: the same pipeline with actors that return their input
+        out[f"files_nothing_actors_{size}_s"] = min(pipeline(size, _Nothing) for _ in range(2))
     out["files_speedup_2_over_1"] = out["files_actors_1_s"] / out["files_actors_2_s"]
+    # an estimate of the work's own ratio: each wall time less Ray's part for that pool
+    out["files_speedup_2_over_1_less_ray"] = ((out["files_actors_1_s"] - out["files_nothing_actors_1_s"])
+                                              / (out["files_actors_2_s"] - out["files_nothing_actors_2_s"]))
+    return out
+
+
+def _files_in_process(job: Tuple[str, str, int]) -> float:
+    from harmony_np.arrow import CompletionParser
+    from harmony_np.parquet_io import transform_file
+
+    src, dst, batch_rows = job
+    t = time.perf_counter()
+    transform_file(_process_parser(CompletionParser), src, dst, batch_rows=batch_rows, drop_columns=["tokens"])
+    return time.perf_counter() - t
+
+
+@functools.lru_cache(maxsize=1)
+def _process_parser(cls: Any) -> Any:
+    return cls()
+
+
+def _process_files(folder: str, batch_rows: int) -> Dict[str, float]:
+    """The machine's own ceiling for the files case: the part files ``_ray_files`` wrote, each
+    through ``transform_file`` in a pool of 1 and of 2 processes (spawned, warmed first), no Ray."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("part-"))
+    out_dir = os.path.join(folder, "parsed-processes")
+    os.makedirs(out_dir, exist_ok=True)
+    jobs = [(p, os.path.join(out_dir, os.path.basename(p)), batch_rows) for p in parts]
+    out: Dict[str, float] = {}
+    for size in (1, 2, 1, 2):
+        with ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_files_in_process, jobs[:size]))  # each process's imports and kernels loaded
+            t = time.perf_counter()
+            list(pool.map(_files_in_process, jobs))
+            key = f"processes_{size}_s"
+            out[key] = min(out.get(key, float("inf")), time.perf_counter() - t)
+    out["processes_speedup_2_over_1"] = out["processes_1_s"] / out["processes_2_s"]
     return out
 
 
@@ -231,10 +274,20 @@ def bench_render(enc: Any, rows: int, template_tool: str) -> Dict[str, Any]:
     kw = dict(return_dict=True, return_assistant_tokens_mask=True, date=DATE)
     enc.apply_chat_template(scenarios.chat_rows(200, seed=-1), **kw)
     out: Dict[str, Any] = {"rows": rows}
+    # The same list of dicts rendered again has its strings' hashes cached from the first call;
+    # rows read from a file are new strings each time, as ChatRenderer's are (made from Arrow):
+    # both are timed, "fresh" on rows decoded from JSON before each call (the decoding untimed).
+    text = json.dumps(chats)
+
+    def fresh_apply() -> float:
+        rows_now = json.loads(text)
+        return _seconds(lambda: enc.apply_chat_template(rows_now, **kw))
+
     for _ in range(2):  # interleaved
         out["chat_renderer_s"] = min(out.get("chat_renderer_s", float("inf")), min(_seconds(lambda: renderer(table)) for _ in range(3)))
         out["apply_chat_template_s"] = min(out.get("apply_chat_template_s", float("inf")),
                                            min(_seconds(lambda: enc.apply_chat_template(chats, **kw)) for _ in range(3)))
+        out["apply_chat_template_fresh_s"] = min(out.get("apply_chat_template_fresh_s", float("inf")), min(fresh_apply() for _ in range(3)))
     tool = load_template_tool(template_tool)
     if tool is not None:
         k = min(rows, 400)
@@ -244,6 +297,7 @@ def bench_render(enc: Any, rows: int, template_tool: str) -> Dict[str, Any]:
         out["template_path_s"] = per_row * rows
         out["chat_renderer_vs_template"] = out["template_path_s"] / out["chat_renderer_s"]
         out["apply_chat_template_vs_template"] = out["template_path_s"] / out["apply_chat_template_s"]
+        out["apply_chat_template_fresh_vs_template"] = out["template_path_s"] / out["apply_chat_template_fresh_s"]
     return out
 
 

@@ -16,8 +16,9 @@ one kernel call.
 from __future__ import annotations
 
 import re
+import secrets
 from sys import getsizeof
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from .ragged import RaggedTokens
 from .tuning import BATCH_POOL_MAX_BYTES
 from .vocab import SPECIAL_TOKENS
 
-__all__ = ["apply_chat_template", "render_rows"]
+__all__ = ["Chunks", "Skeletons", "apply_chat_template", "render_rows"]
 
 # What looks like a special token ("<|" name "|>", names of [a-z0-9_]); a match that is not one
 # stays text. No special token can start inside such a match (its name holds no "<"), so cutting
@@ -171,12 +172,15 @@ def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt:
     memo: Dict[str, Tuple[int, ...]] = {}  # template text -> its piece ids
     batch_cache: dict = {}  # the system message and each tools object's namespace, per batch
     for index, conversation in enumerate(conversations):
-        try:
-            chunks, gen = render_chunks(
-                conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
-            )
-        except Exception as exc:
-            raise with_index(exc, f"conversation {index}") from exc
+        if conversation.__class__ is Chunks:  # rendered already (filled from a skeleton)
+            chunks, gen = conversation
+        else:
+            try:
+                chunks, gen = render_chunks(
+                    conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
+                )
+            except Exception as exc:
+                raise with_index(exc, f"conversation {index}") from exc
         # every chunk runs from a <|start|> to after a special token: chunks are tokenized apart,
         # and so is each content in a chunk (it sits between two special tokens)
         for chunk, g in zip(chunks, gen):
@@ -272,7 +276,144 @@ def render_rows(
 ) -> RaggedTokens:
     """Dataset rows ``(messages, tools)``, each with its own tools (as a chat dataset's rows have
     them), through the template: ids with the assistant mask as ``loss_mask``; row ``i`` equals
-    ``apply_chat_template(messages_i, tools=tools_i, return_assistant_tokens_mask=True)``."""
+    ``apply_chat_template(messages_i, tools=tools_i, return_assistant_tokens_mask=True)``. A row
+    may instead be :class:`Chunks` (from :meth:`Skeletons.fill` with the same options)."""
     day = template_date(date)
     variables = template_variables(reasoning_effort, model_identity, builtin_tools)
-    return _batch(enc, [m for m, _ in rows], None, add_generation_prompt, day, variables, True, [t for _, t in rows])
+    conversations = [row if row.__class__ is Chunks else row[0] for row in rows]
+    tools = [None if row.__class__ is Chunks else row[1] for row in rows]
+    return _batch(enc, conversations, None, add_generation_prompt, day, variables, True, tools)
+
+
+class Chunks(NamedTuple):
+    """A conversation already rendered: :func:`render_chunks`' ``(chunks, in_generation)``."""
+
+    chunks: List[tuple]
+    gen: List[bool]
+
+
+# a value's place in a skeleton: private-use characters around a per-skeleton nonce and the slot
+_SLOT = "\ue000{}.{}\ue001"
+_SLOT_SPLIT = re.compile("\ue000([0-9a-f]+)\\.([0-9]+)\ue001")
+_SLOT_MARKS = ("\ue000", "\ue001")
+_NO_RECIPE = object()
+
+
+class Skeletons:
+    """The template's chunks of conversations of plain messages, made once per shape and filled
+    with each conversation's values.
+
+    A plain message has a ``role`` (a str), a ``content`` and maybe a ``thinking``, each a
+    non-empty str without ``"<|"``, and no other key; the conversation has no tools. The template
+    reads such values only to print them: it tests them for truth (always true), for channel tags
+    (never there) and for being strings (always), so its output is the same chunks for every
+    conversation of one shape (the roles, in order, and which messages have thinking), with the
+    values in fixed places. A shape's skeleton is the template rendered on placeholder values;
+    it is made twice with different placeholders and used only if both agree and every
+    placeholder is found once (else None: the rows take :func:`render_chunks`)."""
+
+    def __init__(self, add_generation_prompt: bool, date: str, variables: dict) -> None:
+        self.add_generation_prompt = add_generation_prompt
+        self.date = date
+        self.variables = variables
+        self.role_ids: Dict[str, int] = {}
+        self.role_names: List[str] = []
+        self.fillers: Dict[bytes, Any] = {}  # shape -> filler (None: no skeleton)
+        self.batch_cache: dict = {}
+
+    def role_id(self, role: str) -> int:
+        """A small int for ``role``, the same for equal strings (shape codes are built of these)."""
+        rid = self.role_ids.get(role)
+        if rid is None:
+            rid = self.role_ids[role] = len(self.role_names)
+            self.role_names.append(role)
+        return rid
+
+    def filler(self, key: bytes, codes: np.ndarray, start: int, stop: int) -> Any:
+        """The filler for messages of shape ``codes[start:stop]`` (``role_id * 2 + has_thinking``
+        each, int64; ``key`` is those bytes): ``filler(contents, thinking, start)`` gives the
+        :class:`Chunks` of the conversation whose messages' contents and thinking (None where a
+        message has none) are ``contents[start:stop]`` and ``thinking[start:stop]``; None where
+        no skeleton applies."""
+        hit = self.fillers.get(key, _NO_RECIPE)
+        if hit is _NO_RECIPE:
+            shape = [(self.role_names[c >> 1], bool(c & 1)) for c in codes[start:stop].tolist()]
+            first, second = self._recipe_with(shape), self._recipe_with(shape)
+            hit = self.fillers[key] = _filler(first, len(shape)) if first is not None and first == second else None
+        return hit
+
+    def _recipe_with(self, shape: List[Tuple[str, bool]]) -> Any:
+        nonce = secrets.token_hex(6)
+        n = len(shape)
+        messages = []
+        for j, (role, thinking) in enumerate(shape):
+            message = {"role": role, "content": _SLOT.format(nonce, j)}
+            if thinking:
+                message["thinking"] = _SLOT.format(nonce, n + j)
+            messages.append(message)
+        try:
+            chunks, gen = render_chunks(messages, None, self.add_generation_prompt, date=self.date, batch_cache=self.batch_cache, **self.variables)
+        except Exception:  # noqa: BLE001 - the rows take render_chunks, which raises it for each
+            return None
+        seen: set = set()
+        recipe = []
+        for chunk in chunks:
+            items: List[Any] = []
+            for part in chunk:
+                pieces = _SLOT_SPLIT.split(part)  # text, nonce, slot, text, nonce, slot, ..., text
+                texts = pieces[0::3]
+                if any(mark in t for t in texts for mark in _SLOT_MARKS):
+                    return None  # the template's own text (an option's value) looks like a slot
+                slots = []
+                for k in range(1, len(pieces), 3):
+                    slot = int(pieces[k + 1])
+                    if pieces[k] != nonce or slot in seen or slot >= 2 * n:
+                        return None
+                    seen.add(slot)
+                    slots.append(slot)
+                if not slots:
+                    items.append(part)
+                elif len(slots) == 1 and not texts[0] and not texts[1]:
+                    items.append(slots[0])
+                else:  # values inside the template's text: joined with it
+                    joined: List[Any] = []
+                    for t, slot in zip(texts, slots + [None]):
+                        if t:
+                            joined.append(t)
+                        if slot is not None:
+                            joined.append(slot)
+                    items.append(joined)
+            recipe.append(tuple(items))
+        return tuple(recipe), tuple(gen)
+
+
+def _filler(recipe: Any, n: int) -> Any:
+    """``recipe`` (of ``n`` messages) as a function of the values giving their :class:`Chunks`: one list display of
+    tuples, the template's texts as constants (walking the recipe per row cost more than the
+    template did). Only ints (slots) and names of constants go into the source."""
+    parts, gen = recipe
+    names: Dict[str, Any] = {"Chunks": Chunks, "gen": gen, "new": tuple.__new__}
+
+    def value(slot: int) -> str:  # slot j < n: message j's content; n + j: its thinking
+        return f"c[a + {slot}]" if slot < n else f"t[a + {slot - n}]"
+
+    def const(value: Any) -> str:
+        name = f"k{len(names)}"
+        names[name] = value
+        return name
+
+    shown = []
+    for items in parts:
+        if not any(x.__class__ is not str for x in items):
+            shown.append(const(items))  # no values in it: the same tuple for every row
+            continue
+        fields = []
+        for x in items:
+            if x.__class__ is int:
+                fields.append(value(x))
+            elif x.__class__ is str:
+                fields.append(const(x))
+            else:
+                fields.append("(" + " + ".join(value(y) if y.__class__ is int else const(y) for y in x) + ")")
+        shown.append("(" + ", ".join(fields) + ",)")
+    return eval("lambda c, t, a: new(Chunks, ([" + ", ".join(shown) + "], gen))", names)  # noqa: S307 - built above from ints and names

@@ -434,6 +434,28 @@ def build_cases(h: ModuleType, data: Inputs) -> List[Case]:
         (("serial", {(bpe, "BATCH_PARALLEL_MIN_CHARS"): NEVER}), ("pool", {(bpe, "BATCH_PARALLEL_MIN_CHARS"): 0})),
         batch_texts, render_split, fresh=True, threads=True,
     ))
+
+    # render_table: rows of one shape of plain messages, a skeleton made for them or the template
+    # walked per row (each call a new batch: its skeleton is made again)
+    import pyarrow as pa
+
+    arrow = importlib.import_module("harmony_np.arrow")
+    chat_render = importlib.import_module("harmony_np.chat_render")
+
+    def chat_table(rows: int) -> Callable[[int], Call]:
+        table = pa.table({"messages": [[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": f"question {i}: what is the weather like today?"},
+            {"role": "assistant", "content": f"answer {i}: sunny", "thinking": f"row {i}: look outside"},
+            {"role": "user", "content": f"and tomorrow, {i}?"},
+        ] for i in range(rows)]})
+        return lambda i: (lambda: arrow.render_table(enc, table, date="2025-08-05"))
+
+    cases.append(Case(
+        "SKELETON_MIN_ROWS", "render_table: this many rows of one shape (system, user, assistant with thinking, user)",
+        "rows", (("template per row", {(arrow, "SKELETON_MIN_ROWS"): NEVER}), ("skeleton", {(arrow, "SKELETON_MIN_ROWS"): 0})),
+        chat_table, (chat_render, "_filler", _always), per_call=lambda size: size, per_label="row",
+    ))
     return cases
 
 

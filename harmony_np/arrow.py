@@ -24,6 +24,7 @@ import numpy as np
 
 from .arrow_layout import list_column, missing_row_error, text_array
 from .errors import DATA_ERRORS, with_index
+from .tuning import SKELETON_MIN_ROWS
 from .model import HarmonyEncodingName, Role
 from .vocab import N_VOCAB
 
@@ -201,6 +202,11 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
     without_tools = np.fromiter((x is None for x in tools), dtype=bool, count=n)
     if not without_tools.any():
         return out
+    # first the shapes of the rows that qualify, in every chunk; a shape's skeleton costs about
+    # 120 µs + 23 µs a message to make and saves about 1 µs a message on each row filled from it
+    # (4,000 rows of 4-5 messages: 92 -> 78 ms), so only shapes of SKELETON_MIN_ROWS rows get one
+    shapes = []  # per chunk: (first row, values, codes, bounds, rows that qualify, their shape keys)
+    counts: Dict[bytes, int] = {}
     base = 0
     for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]):
         rows = len(chunk)
@@ -224,17 +230,30 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
             roles = values["role"].dictionary_encode()
             ids = np.array([skeletons.role_id(r) for r in roles.dictionary.to_pylist()] or [0], dtype=np.int64)
             codes = ids[roles.indices.fill_null(0).to_numpy()] * 2 + has_thinking
-            contents = values["content"].to_pylist()
-            thoughts = thinking.to_pylist() if thinking is not None else [None] * len(contents)
             bounds = offsets.tolist()
             keys = codes.tobytes()  # a row's shape: its slice of these, 8 bytes a message
-            filler_of = skeletons.filler
-            for i in np.flatnonzero(ok).tolist():
-                a, b = bounds[i], bounds[i + 1]
-                filler = filler_of(keys[8 * a : 8 * b], codes, a, b)
+            qualified = np.flatnonzero(ok).tolist()
+            row_keys = [keys[8 * bounds[i] : 8 * bounds[i + 1]] for i in qualified]
+            for key in row_keys:
+                counts[key] = counts.get(key, 0) + 1
+            shapes.append((base, values, codes, bounds, qualified, row_keys))
+        base += rows
+    common = {key for key, count in counts.items() if count >= SKELETON_MIN_ROWS}
+    if not common:
+        return out
+    filler_of = skeletons.filler
+    for base, values, codes, bounds, qualified, row_keys in shapes:
+        if common.isdisjoint(row_keys):
+            continue
+        contents = values["content"].to_pylist()
+        thinking = values.get("thinking")
+        thoughts = thinking.to_pylist() if thinking is not None else [None] * len(contents)
+        for i, key in zip(qualified, row_keys):
+            if key in common:
+                a = bounds[i]
+                filler = filler_of(key, codes, a, bounds[i + 1])
                 if filler is not None:
                     out[base + i] = filler(contents, thoughts, a)
-        base += rows
     return out
 
 

@@ -87,6 +87,15 @@ PARALLEL_ONE_TEXT = 8_192
 # lower would do a little better, not enough to call it off).
 BATCH_PARALLEL_MIN_CHARS = 65_536
 
+# render_table (the gpt-oss template): a shape of plain messages (roles, which have thinking) is
+# rendered once as a skeleton and filled per row when at least this many rows of a batch have it
+# (making one costs 170 µs for 4 messages, 643 for 22; crossovers.py, 2026-12-04, rows of one
+# 4-message shape, template per row vs skeleton µs a row, two runs: 111-147 vs 116-160 at 8-16
+# rows, 46-54 vs 46-51 at 32, 36 vs 33-39 at 64, 32-33 vs 27-28 at 128, 24-29 vs 20-23 at 256:
+# even up to 64, 19-30 % to the skeleton from 128; finding the shapes costs 2.5 ms per 4,000
+# rows when none has enough)
+SKELETON_MIN_ROWS = 64
+
 # -- cache bounds (approximate bytes, keys included) --------------------------------------------
 
 # render: headers (role, name, channel, recipient, content type) and encoded texts; the text

@@ -4,6 +4,8 @@ must take the general path."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 pa = pytest.importorskip("pyarrow")
 
+import harmony_np.arrow as arrow_module  # noqa: E402
 from harmony_np.arrow import _filled_rows, _plain_texts, _without_nulls, render_table  # noqa: E402
 from harmony_np.chat_render import Chunks, Skeletons  # noqa: E402
 from harmony_np.chat_template import render_chunks, template_variables  # noqa: E402
@@ -55,8 +58,14 @@ def _apply(enc, messages, tools, **kw):
     return list(out["input_ids"]), list(out["assistant_masks"])
 
 
+def _every_shape():
+    """A skeleton for a shape of any number of rows (the default asks for SKELETON_MIN_ROWS)."""
+    return mock.patch.object(arrow_module, "SKELETON_MIN_ROWS", 1)
+
+
 def _check(enc, table, rows, *, prompt=False, **options):
-    out = render_table(enc, table, date=DATE, errors="collect", add_generation_prompt=prompt, **options)
+    with _every_shape():
+        out = render_table(enc, table, date=DATE, errors="collect", add_generation_prompt=prompt, **options)
     ids, masks = out.column("input_ids").to_pylist(), out.column("assistant_masks").to_pylist()
     kinds = out.column("error_type").to_pylist()
     for i, r in enumerate(rows):
@@ -69,7 +78,8 @@ def _check(enc, table, rows, *, prompt=False, **options):
 def _fills(table, rows, *, prompt=False, **options):
     variables = template_variables(options.get("reasoning_effort"), options.get("model_identity"), None)
     skeletons = Skeletons(prompt, DATE, variables)
-    filled = _filled_rows(table.column("messages"), [r["tools"] for r in rows], skeletons)
+    with _every_shape():
+        filled = _filled_rows(table.column("messages"), [r["tools"] for r in rows], skeletons)
     for i, r in enumerate(rows):
         if filled[i] is None:
             continue
@@ -151,3 +161,16 @@ def test_plain_texts_read_from_the_buffers_equal_a_loop_over_the_values():
                 seam = text is not None and text.endswith("<") and k + 1 < len(texts) and (texts[k + 1] or "").startswith("|")
                 assert got[k] == want or (seam and not got[k]), (typ, start, k, text)
             assert got.dtype == np.bool_ and got.shape == (len(part),)
+
+
+def test_only_shapes_of_enough_rows_get_a_skeleton(enc):
+    common = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "thinking": "t"}], "tools": None}
+    rare = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "tools": None}
+    n = arrow_module.SKELETON_MIN_ROWS
+    rows = [common] * n + [rare] * (n - 1)
+    table = pa.Table.from_pylist(rows)
+    variables = template_variables(None, None, None)
+    filled = _filled_rows(table.column("messages"), [None] * len(rows), Skeletons(False, DATE, variables))
+    assert all(f is not None for f in filled[:n]) and all(f is None for f in filled[n:])
+    out = render_table(enc, table, date=DATE)
+    assert out.column("input_ids").to_pylist() == [_apply(enc, r["messages"], None)[0] for r in rows]

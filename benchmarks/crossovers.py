@@ -435,26 +435,33 @@ def build_cases(h: ModuleType, data: Inputs) -> List[Case]:
         batch_texts, render_split, fresh=True, threads=True,
     ))
 
-    # render_table: rows of one shape of plain messages, a skeleton made for them or the template
-    # walked per row (each call a new batch: its skeleton is made again)
+    # render_table: a batch of 1,024 rows of plain messages (a system message, then 10 user and
+    # assistant turns, some with thinking), in shapes of this many rows each: a skeleton made for
+    # each shape or the template walked per row
     import pyarrow as pa
 
     arrow = importlib.import_module("harmony_np.arrow")
     chat_render = importlib.import_module("harmony_np.chat_render")
 
-    def chat_table(rows: int) -> Callable[[int], Call]:
-        table = pa.table({"messages": [[
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": f"question {i}: what is the weather like today?"},
-            {"role": "assistant", "content": f"answer {i}: sunny", "thinking": f"row {i}: look outside"},
-            {"role": "user", "content": f"and tomorrow, {i}?"},
-        ] for i in range(rows)]})
+    def chat_table(rows_a_shape: int) -> Callable[[int], Call]:
+        chats = []
+        for i in range(1024):
+            shape = i // rows_a_shape  # the thinking of turn j where bit j of it is set
+            messages = [{"role": "system", "content": "You are terse."}]
+            for j in range(10):
+                messages.append({"role": "user", "content": f"question {i}.{j}: and the weather?"})
+                answer = {"role": "assistant", "content": f"answer {i}.{j}: sunny"}
+                if (shape >> j) & 1:
+                    answer["thinking"] = f"row {i}.{j}: look outside"
+                messages.append(answer)
+            chats.append(messages)
+        table = pa.table({"messages": chats})
         return lambda i: (lambda: arrow.render_table(enc, table, date="2025-08-05"))
 
     cases.append(Case(
-        "SKELETON_MIN_ROWS", "render_table: this many rows of one shape (system, user, assistant with thinking, user)",
-        "rows", (("template per row", {(arrow, "SKELETON_MIN_ROWS"): NEVER}), ("skeleton", {(arrow, "SKELETON_MIN_ROWS"): 0})),
-        chat_table, (chat_render, "_filler", _always), per_call=lambda size: size, per_label="row",
+        "SKELETON_MIN_ROWS", "render_table: 1,024 rows of 21 plain messages, in shapes of this many rows each",
+        "rows a shape", (("template per row", {(arrow, "SKELETON_MIN_ROWS"): NEVER}), ("skeleton", {(arrow, "SKELETON_MIN_ROWS"): 0})),
+        chat_table, (chat_render.Skeleton, "plan", _always), per_call=lambda size: 1024, per_label="row",
     ))
     return cases
 

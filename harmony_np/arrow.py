@@ -183,9 +183,9 @@ _PLAIN_FIELDS = ("role", "content", "thinking")
 
 
 def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
-    """Per row of a chat-messages column, its template chunks filled from ``skeletons`` (a
-    :class:`harmony_np.chat_render.Skeletons`) where the row is of plain messages and has no
-    tools, else None. The rows' shapes and whether they qualify are found a column at a time;
+    """Per row of a chat-messages column, a :class:`harmony_np.chat_render.Filled` of its
+    skeleton from ``skeletons`` (a :class:`harmony_np.chat_render.Skeletons`) where the row is of
+    plain messages of a shape that enough rows have, and has no tools; else None. The rows' shapes and whether they qualify are found a column at a time;
     no message dict is built for them."""
     import pyarrow as pa
 
@@ -202,9 +202,8 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
     without_tools = np.fromiter((x is None for x in tools), dtype=bool, count=n)
     if not without_tools.any():
         return out
-    # first the shapes of the rows that qualify, in every chunk; a shape's skeleton costs about
-    # 120 µs + 23 µs a message to make and saves about 1 µs a message on each row filled from it
-    # (4,000 rows of 4-5 messages: 92 -> 78 ms), so only shapes of SKELETON_MIN_ROWS rows get one
+    # first the shapes of the rows that qualify, in every chunk: a skeleton costs more to make
+    # than it saves on a few rows, so only shapes of SKELETON_MIN_ROWS rows get one (tuning.py)
     shapes = []  # per chunk: (first row, values, codes, bounds, rows that qualify, their shape keys)
     counts: Dict[bytes, int] = {}
     base = 0
@@ -241,7 +240,9 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
     common = {key for key, count in counts.items() if count >= SKELETON_MIN_ROWS}
     if not common:
         return out
-    filler_of = skeletons.filler
+    from .chat_render import Filled
+
+    skeleton_of = skeletons.skeleton
     for base, values, codes, bounds, qualified, row_keys in shapes:
         if common.isdisjoint(row_keys):
             continue
@@ -251,9 +252,9 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
         for i, key in zip(qualified, row_keys):
             if key in common:
                 a = bounds[i]
-                filler = filler_of(key, codes, a, bounds[i + 1])
-                if filler is not None:
-                    out[base + i] = filler(contents, thoughts, a)
+                skeleton = skeleton_of(key, codes, a, bounds[i + 1])
+                if skeleton is not None:
+                    out[base + i] = Filled(skeleton, contents, thoughts, a)
     return out
 
 

@@ -28,7 +28,7 @@ from .ragged import RaggedTokens
 from .tuning import BATCH_POOL_MAX_BYTES
 from .vocab import SPECIAL_TOKENS
 
-__all__ = ["Chunks", "Skeletons", "apply_chat_template", "render_rows"]
+__all__ = ["Chunks", "Filled", "Skeleton", "Skeletons", "apply_chat_template", "render_rows"]
 
 # What looks like a special token ("<|" name "|>", names of [a-z0-9_]); a match that is not one
 # stays text. No special token can start inside such a match (its name holds no "<"), so cutting
@@ -162,45 +162,68 @@ def _chunk_pieces(chunk: str, split, special_id: Dict[str, int], pool: "_Pool") 
     return out
 
 
+def _part_ids(k: int, part: str, memo: Dict[str, Tuple[int, ...]], pool: "_Pool", split) -> Sequence[int]:
+    """The piece ids of a chunk's ``k``-th part: a content (odd ``k``) tokenized alone, cut at
+    its special tokens if it has any; the template's text (even ``k``) through ``memo``, since it
+    recurs (headers, the system message)."""
+    if k & 1:
+        if not part:
+            return ()
+        if "<|" in part:
+            return _chunk_pieces(part, split, SPECIAL_TOKENS, pool)
+        return (pool.text(part),)
+    pids = memo.get(part)
+    if pids is None:
+        pids = memo[part] = tuple(_chunk_pieces(part, split, SPECIAL_TOKENS, pool))
+        pool.bytes += _MEMO_ENTRY_BYTES + getsizeof(part) + 8 * len(pids)
+    return pids
+
+
 def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt: bool, date: str, variables: dict, want_mask: bool, row_tools: Optional[Sequence[Any]] = None) -> RaggedTokens:
     pool = _Pool(enc)
-    special_id = SPECIAL_TOKENS
     occ: List[int] = []
     occ_flag: List[int] = []
     row_occ: List[int] = [0]
     split = _SPECIAL_LIKE.split
     memo: Dict[str, Tuple[int, ...]] = {}  # template text -> its piece ids
     batch_cache: dict = {}  # the system message and each tools object's namespace, per batch
+    plans: Dict[Any, list] = {}  # skeleton -> its plan in this batch's pool
     for index, conversation in enumerate(conversations):
-        if conversation.__class__ is Chunks:  # rendered already (filled from a skeleton)
-            chunks, gen = conversation
-        else:
-            try:
-                chunks, gen = render_chunks(
-                    conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
-                )
-            except Exception as exc:
-                raise with_index(exc, f"conversation {index}") from exc
-        # every chunk runs from a <|start|> to after a special token: chunks are tokenized apart,
-        # and so is each content in a chunk (it sits between two special tokens)
-        for chunk, g in zip(chunks, gen):
-            start = len(occ)
-            for k, part in enumerate(chunk):
-                if k & 1:  # a content
-                    if not part:
-                        continue
-                    if "<|" in part:
-                        occ += _chunk_pieces(part, split, special_id, pool)
-                    else:
-                        occ.append(pool.text(part))
+        if conversation.__class__ is Filled:
+            skeleton, contents, thinking, at = conversation
+            plan = plans.get(skeleton)
+            if plan is None:
+                plan = plans[skeleton] = skeleton.plan(memo, pool, split)
+            for ids, flags, slot, joined in plan:
+                if ids is not None:  # the template's text: its ids known
+                    occ += ids
+                    occ_flag += flags
                     continue
-                pids = memo.get(part)  # the template's text: recurs (headers, the system message)
-                if pids is None:
-                    pids = memo[part] = tuple(_chunk_pieces(part, split, special_id, pool))
-                    pool.bytes += _MEMO_ENTRY_BYTES + getsizeof(part) + 8 * len(pids)
-                occ += pids
-            n = len(occ) - start
-            occ_flag += (1,) * n if g else (0,) * n
+                if joined is None:  # a content: non-empty, without "<|"
+                    occ.append(pool.text(contents[at + slot] if slot >= 0 else thinking[at - 1 - slot]))
+                    occ_flag.append(flags)
+                    continue
+                ids = _part_ids(slot, "".join([x if x.__class__ is str else contents[at + x] if x >= 0 else thinking[at - 1 - x] for x in joined]), memo, pool, split)
+                occ += ids
+                occ_flag += (flags,) * len(ids)
+        else:
+            if conversation.__class__ is Chunks:
+                chunks, gen = conversation
+            else:
+                try:
+                    chunks, gen = render_chunks(
+                        conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
+                    )
+                except Exception as exc:
+                    raise with_index(exc, f"conversation {index}") from exc
+            # every chunk runs from a <|start|> to after a special token: chunks are tokenized
+            # apart, and so is each content in a chunk (it sits between two special tokens)
+            for chunk, g in zip(chunks, gen):
+                start = len(occ)
+                for k, part in enumerate(chunk):
+                    occ += _part_ids(k, part, memo, pool, split)
+                n = len(occ) - start
+                occ_flag += (1,) * n if g else (0,) * n
         row_occ.append(len(occ))
         if pool.bytes > BATCH_POOL_MAX_BYTES:
             pool.flush()
@@ -277,11 +300,12 @@ def render_rows(
     """Dataset rows ``(messages, tools)``, each with its own tools (as a chat dataset's rows have
     them), through the template: ids with the assistant mask as ``loss_mask``; row ``i`` equals
     ``apply_chat_template(messages_i, tools=tools_i, return_assistant_tokens_mask=True)``. A row
-    may instead be :class:`Chunks` (from :meth:`Skeletons.fill` with the same options)."""
+    may instead be :class:`Chunks` or :class:`Filled` (of :class:`Skeletons` made with the same
+    options)."""
     day = template_date(date)
     variables = template_variables(reasoning_effort, model_identity, builtin_tools)
-    conversations = [row if row.__class__ is Chunks else row[0] for row in rows]
-    tools = [None if row.__class__ is Chunks else row[1] for row in rows]
+    conversations = [row if row.__class__ is Chunks or row.__class__ is Filled else row[0] for row in rows]
+    tools = [None if row.__class__ is Chunks or row.__class__ is Filled else row[1] for row in rows]
     return _batch(enc, conversations, None, add_generation_prompt, day, variables, True, tools)
 
 
@@ -292,16 +316,84 @@ class Chunks(NamedTuple):
     gen: List[bool]
 
 
+class Filled(NamedTuple):
+    """A conversation of plain messages of ``skeleton``'s shape: its ``n`` messages' contents are
+    ``contents[start:start + n]`` and their thinking ``thinking[start:start + n]`` (None where a
+    message has none)."""
+
+    skeleton: "Skeleton"
+    contents: Sequence[Optional[str]]
+    thinking: Sequence[Optional[str]]
+    start: int
+
+
 # a value's place in a skeleton: private-use characters around a per-skeleton nonce and the slot
 _SLOT = "\ue000{}.{}\ue001"
 _SLOT_SPLIT = re.compile("\ue000([0-9a-f]+)\\.([0-9]+)\ue001")
 _SLOT_MARKS = ("\ue000", "\ue001")
-_NO_RECIPE = object()
+_NO_SKELETON = object()
+
+
+class Skeleton:
+    """The template's chunks for one shape of ``n`` plain messages, values left out: each chunk
+    a tuple of the template's texts (str), value slots (int ``j``: message ``j``'s content;
+    ``n + j``: its thinking) and lists of both (a value inside the template's text)."""
+
+    __slots__ = ("parts", "gen", "n")
+
+    def __init__(self, parts: tuple, gen: tuple, n: int) -> None:
+        self.parts, self.gen, self.n = parts, gen, n
+
+    def _value(self, slot: int, contents: Sequence[Any], thinking: Sequence[Any], start: int) -> Any:
+        return contents[start + slot] if slot < self.n else thinking[start + slot - self.n]
+
+    def chunks(self, contents: Sequence[Any], thinking: Sequence[Any], start: int) -> Chunks:
+        """The chunks of a conversation of this shape, as :func:`render_chunks` gives them."""
+        out = []
+        for items in self.parts:
+            out.append(tuple(
+                x if x.__class__ is str else self._value(x, contents, thinking, start) if x.__class__ is int
+                else "".join(y if y.__class__ is str else self._value(y, contents, thinking, start) for y in x)
+                for x in items
+            ))
+        return Chunks(out, list(self.gen))
+
+    def plan(self, memo: Dict[str, Tuple[int, ...]], pool: "_Pool", split) -> list:
+        """How :func:`_batch` emits a conversation of this shape into ``pool``: a list of
+        ``(ids, flags, slot, joined)``, each one of: the template's text, its piece ids and mask
+        flags known (``ids``); a content, encoded alone (``slot``: ``j`` for ``contents[start +
+        j]``, ``-1 - j`` for ``thinking[start + j]``; ``flags``: its flag); a text of values and
+        the template's (``joined``, ``slot`` its part's parity, ``flags`` its flag)."""
+        plan: list = []
+        ids: List[int] = []
+        flags: List[int] = []
+
+        def code(slot: int) -> int:
+            return slot if slot < self.n else -1 - (slot - self.n)
+
+        for items, g in zip(self.parts, self.gen):
+            flag = 1 if g else 0
+            for k, x in enumerate(items):
+                if x.__class__ is str:
+                    got = _part_ids(k, x, memo, pool, split)
+                    ids += got
+                    flags += (flag,) * len(got)
+                    continue
+                if ids:
+                    plan.append((tuple(ids), tuple(flags), 0, None))
+                    ids, flags = [], []
+                if x.__class__ is int and k & 1:
+                    plan.append((None, flag, code(x), None))
+                else:
+                    joined = (x,) if x.__class__ is int else x
+                    plan.append((None, flag, k & 1, tuple(y if y.__class__ is str else code(y) for y in joined)))
+        if ids:
+            plan.append((tuple(ids), tuple(flags), 0, None))
+        return plan
 
 
 class Skeletons:
-    """The template's chunks of conversations of plain messages, made once per shape and filled
-    with each conversation's values.
+    """The skeletons of a batch's conversations of plain messages, one per shape.
 
     A plain message has a ``role`` (a str), a ``content`` and maybe a ``thinking``, each a
     non-empty str without ``"<|"``, and no other key; the conversation has no tools. The template
@@ -318,7 +410,7 @@ class Skeletons:
         self.variables = variables
         self.role_ids: Dict[str, int] = {}
         self.role_names: List[str] = []
-        self.fillers: Dict[bytes, Any] = {}  # shape -> filler (None: no skeleton)
+        self.skeletons: Dict[bytes, Optional[Skeleton]] = {}  # shape -> its skeleton (None: none)
         self.batch_cache: dict = {}
 
     def role_id(self, role: str) -> int:
@@ -329,20 +421,17 @@ class Skeletons:
             self.role_names.append(role)
         return rid
 
-    def filler(self, key: bytes, codes: np.ndarray, start: int, stop: int) -> Any:
-        """The filler for messages of shape ``codes[start:stop]`` (``role_id * 2 + has_thinking``
-        each, int64; ``key`` is those bytes): ``filler(contents, thinking, start)`` gives the
-        :class:`Chunks` of the conversation whose messages' contents and thinking (None where a
-        message has none) are ``contents[start:stop]`` and ``thinking[start:stop]``; None where
-        no skeleton applies."""
-        hit = self.fillers.get(key, _NO_RECIPE)
-        if hit is _NO_RECIPE:
+    def skeleton(self, key: bytes, codes: np.ndarray, start: int, stop: int) -> Optional[Skeleton]:
+        """The skeleton for messages of shape ``codes[start:stop]`` (``role_id * 2 +
+        has_thinking`` each, int64; ``key`` is those bytes), or None where none applies."""
+        hit = self.skeletons.get(key, _NO_SKELETON)
+        if hit is _NO_SKELETON:
             shape = [(self.role_names[c >> 1], bool(c & 1)) for c in codes[start:stop].tolist()]
-            first, second = self._recipe_with(shape), self._recipe_with(shape)
-            hit = self.fillers[key] = _filler(first, len(shape)) if first is not None and first == second else None
-        return hit
+            first, second = self._made(shape), self._made(shape)
+            hit = self.skeletons[key] = Skeleton(first[0], first[1], len(shape)) if first is not None and first == second else None
+        return hit  # type: ignore[return-value]
 
-    def _recipe_with(self, shape: List[Tuple[str, bool]]) -> Any:
+    def _made(self, shape: List[Tuple[str, bool]]) -> Optional[Tuple[tuple, tuple]]:
         nonce = secrets.token_hex(6)
         n = len(shape)
         messages = []
@@ -356,7 +445,7 @@ class Skeletons:
         except Exception:  # noqa: BLE001 - the rows take render_chunks, which raises it for each
             return None
         seen: set = set()
-        recipe = []
+        parts = []
         for chunk in chunks:
             items: List[Any] = []
             for part in chunk:
@@ -382,38 +471,6 @@ class Skeletons:
                             joined.append(t)
                         if slot is not None:
                             joined.append(slot)
-                    items.append(joined)
-            recipe.append(tuple(items))
-        return tuple(recipe), tuple(gen)
-
-
-def _filler(recipe: Any, n: int) -> Any:
-    """``recipe`` (of ``n`` messages) as a function of the values giving their :class:`Chunks`: one list display of
-    tuples, the template's texts as constants (walking the recipe per row cost more than the
-    template did). Only ints (slots) and names of constants go into the source."""
-    parts, gen = recipe
-    names: Dict[str, Any] = {"Chunks": Chunks, "gen": gen, "new": tuple.__new__}
-
-    def value(slot: int) -> str:  # slot j < n: message j's content; n + j: its thinking
-        return f"c[a + {slot}]" if slot < n else f"t[a + {slot - n}]"
-
-    def const(value: Any) -> str:
-        name = f"k{len(names)}"
-        names[name] = value
-        return name
-
-    shown = []
-    for items in parts:
-        if not any(x.__class__ is not str for x in items):
-            shown.append(const(items))  # no values in it: the same tuple for every row
-            continue
-        fields = []
-        for x in items:
-            if x.__class__ is int:
-                fields.append(value(x))
-            elif x.__class__ is str:
-                fields.append(const(x))
-            else:
-                fields.append("(" + " + ".join(value(y) if y.__class__ is int else const(y) for y in x) + ")")
-        shown.append("(" + ", ".join(fields) + ",)")
-    return eval("lambda c, t, a: new(Chunks, ([" + ", ".join(shown) + "], gen))", names)  # noqa: S307 - built above from ints and names
+                    items.append(tuple(joined))
+            parts.append(tuple(items))
+        return tuple(parts), tuple(gen)

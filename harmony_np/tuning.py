@@ -89,12 +89,12 @@ BATCH_PARALLEL_MIN_CHARS = 65_536
 
 # render_table (the gpt-oss template): a shape of plain messages (roles, which have thinking) is
 # rendered once as a skeleton and filled per row when at least this many rows of a batch have it
-# (making one costs 170 µs for 4 messages, 643 for 22; crossovers.py, 2026-12-04, rows of one
-# 4-message shape, template per row vs skeleton µs a row, two runs: 111-147 vs 116-160 at 8-16
-# rows, 46-54 vs 46-51 at 32, 36 vs 33-39 at 64, 32-33 vs 27-28 at 128, 24-29 vs 20-23 at 256:
-# even up to 64, 19-30 % to the skeleton from 128; finding the shapes costs 2.5 ms per 4,000
-# rows when none has enough)
-SKELETON_MIN_ROWS = 64
+# (making one costs about 30 µs + 9 µs a message; crossovers.py, 2026-12-04, 1,024 rows of 21
+# messages in shapes of this many rows each, template per row / skeleton, two runs: 0.29 at 1
+# row a shape, 0.47-0.48 at 2, 0.70-0.75 at 4, 0.98-0.99 at 8, 1.21-1.23 at 16, 1.45-1.55 at 32,
+# 1.44-1.55 at 64: the paths cross at 8; finding the shapes costs 2.5 ms per 4,000 rows when none
+# has enough)
+SKELETON_MIN_ROWS = 16
 
 # -- cache bounds (approximate bytes, keys included) --------------------------------------------
 

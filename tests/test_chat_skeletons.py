@@ -15,7 +15,7 @@ pa = pytest.importorskip("pyarrow")
 
 import harmony_np.arrow as arrow_module  # noqa: E402
 from harmony_np.arrow import _filled_rows, _plain_texts, _without_nulls, render_table  # noqa: E402
-from harmony_np.chat_render import Chunks, Skeletons  # noqa: E402
+from harmony_np.chat_render import Filled, Skeletons  # noqa: E402
 from harmony_np.chat_template import render_chunks, template_variables  # noqa: E402
 
 DATE = "2025-08-05"
@@ -85,8 +85,9 @@ def _fills(table, rows, *, prompt=False, **options):
             continue
         messages = [_without_nulls(m) for m in r["messages"]]
         chunks, gen = render_chunks(messages, None, prompt, date=DATE, **variables)
-        assert filled[i].__class__ is Chunks
-        assert (list(filled[i].chunks), list(filled[i].gen)) == (chunks, gen), i
+        assert filled[i].__class__ is Filled
+        made = filled[i].skeleton.chunks(filled[i].contents, filled[i].thinking, filled[i].start)
+        assert (list(made.chunks), list(made.gen)) == (chunks, gen), i
     return filled
 
 

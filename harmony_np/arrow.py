@@ -353,6 +353,12 @@ def render_table(
     Arrow gives every message struct every key of the column, None where a row had none: keys
     whose value is None are left out (at every depth) before rendering, as if absent.
 
+    Rows of plain messages (``role``, ``content`` and maybe ``thinking``, non-empty strings
+    without ``"<|"``; no tools) whose shape (roles, which have thinking) at least
+    ``SKELETON_MIN_ROWS`` rows of the table share are rendered from one skeleton per shape, read
+    from the columns without a dict per message: the same ids (see
+    :class:`harmony_np.chat_render.Skeletons`).
+
     ``errors="raise"``: a row that does not render raises (naming it); ``"collect"``: its
     ``input_ids`` and ``assistant_masks`` are null and ``error`` and ``error_type`` columns (null
     for the rows that rendered) say why.

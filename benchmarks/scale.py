@@ -131,7 +131,7 @@ class _Nothing:
         return table
 
 
-def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> Dict[str, Any]:
+def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int, shards: int = 10) -> Dict[str, Any]:
     """Ray Data: read a Parquet file of ``rows`` completions, parse with CompletionParser on an
     actor pool of 1 and 2 (materialized in the object store, rows counted after), and the same
     with a callable doing nothing (Ray's read, split and transfer: its cost per batch)."""
@@ -170,7 +170,7 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int) -> D
             key = f"parse_actors_{size}_s"
             out[key] = min(out.get(key, float("inf")), pipeline(CompletionParser, size, fn_constructor_kwargs={}))
         out["nothing_actors_2_s"] = min(pipeline(_Nothing, 2) for _ in range(2))
-        out.update(_ray_files(ray, path, folder, rows, batch_rows))
+        out.update(_ray_files(ray, path, folder, rows, batch_rows, shards))
         out.update(_process_files(folder, batch_rows))
         out["batches"] = -(-rows // batch_rows)
         out["per_batch_overhead_s"] = out["nothing_actors_2_s"] / out["batches"]
@@ -311,6 +311,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--ray-rows", type=int, default=1_000_000, help="completions in the Ray Data case")
     ap.add_argument("--ray-cpus", type=int, default=4, help="ray.init's logical CPUs (actors and read tasks both hold them)")
     ap.add_argument("--ray-batch", type=int, default=20_000, help="rows per map_batches batch")
+    ap.add_argument("--ray-shards", type=int, default=10, help="files the Ray case's rows are split into for ParquetFiles")
     ap.add_argument("--chat-rows", type=int, default=4000, help="chat rows in the render case")
     ap.add_argument("--template-tool", default=os.path.join(_HERE, "..", "..", "shared", "tools", "hf_template.py"))
     ap.add_argument("--folder", default=None, help="where the Parquet files go (default: a temporary folder, removed after)")
@@ -327,7 +328,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "cli" in only:
             report["cli"] = bench_cli(enc, a.cli_rows, folder, a.cli_row_group, a.cli_max_words)
         if "ray" in only:
-            report["ray"] = bench_ray(enc, a.ray_rows, folder, a.ray_cpus, a.ray_batch)
+            report["ray"] = bench_ray(enc, a.ray_rows, folder, a.ray_cpus, a.ray_batch, a.ray_shards)
     if a.json:
         print(json.dumps(report, indent=1))
         return 0

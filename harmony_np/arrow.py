@@ -185,8 +185,9 @@ _PLAIN_FIELDS = ("role", "content", "thinking")
 def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
     """Per row of a chat-messages column, a :class:`harmony_np.chat_render.Filled` of its
     skeleton from ``skeletons`` (a :class:`harmony_np.chat_render.Skeletons`) where the row is of
-    plain messages of a shape that enough rows have, and has no tools; else None. The rows' shapes and whether they qualify are found a column at a time;
-    no message dict is built for them."""
+    plain messages of a shape that enough rows have, and has no tools; else None. The rows'
+    shapes and whether they qualify are found a column at a time; no message dict is built for
+    them."""
     import pyarrow as pa
 
     n = len(column)

@@ -24,8 +24,8 @@ import numpy as np
 
 from .arrow_layout import list_column, missing_row_error, text_array
 from .errors import DATA_ERRORS, with_index
-from .tuning import SKELETON_MIN_ROWS
 from .model import HarmonyEncodingName, Role
+from .tuning import SKELETON_MIN_ROWS
 from .vocab import N_VOCAB
 
 __all__ = ["render_table", "parse_table", "decode_table", "ChatRenderer", "CompletionParser", "TokenDecoder"]

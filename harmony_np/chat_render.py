@@ -28,7 +28,7 @@ from .ragged import RaggedTokens
 from .tuning import BATCH_POOL_MAX_BYTES
 from .vocab import SPECIAL_TOKENS
 
-__all__ = ["Chunks", "Filled", "Skeleton", "Skeletons", "apply_chat_template", "render_rows"]
+__all__ = ["Filled", "Skeleton", "Skeletons", "apply_chat_template", "render_rows"]
 
 # What looks like a special token ("<|" name "|>", names of [a-z0-9_]); a match that is not one
 # stays text. No special token can start inside such a match (its name holds no "<"), so cutting
@@ -191,6 +191,7 @@ def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt:
     for index, conversation in enumerate(conversations):
         if conversation.__class__ is Filled:
             skeleton, contents, thinking, at = conversation
+            n = skeleton.n  # slot j < n: message j's content; n + j: its thinking
             plan = plans.get(skeleton)
             if plan is None:
                 plan = plans[skeleton] = skeleton.plan(memo, pool, split)
@@ -200,22 +201,19 @@ def _batch(enc, conversations: Sequence[Any], tools: Any, add_generation_prompt:
                     occ_flag += flags
                     continue
                 if joined is None:  # a content: non-empty, without "<|"
-                    occ.append(pool.text(contents[at + slot] if slot >= 0 else thinking[at - 1 - slot]))
+                    occ.append(pool.text(contents[at + slot] if slot < n else thinking[at + slot - n]))
                     occ_flag.append(flags)
                     continue
-                ids = _part_ids(slot, "".join([x if x.__class__ is str else contents[at + x] if x >= 0 else thinking[at - 1 - x] for x in joined]), memo, pool, split)
+                ids = _part_ids(slot, "".join([x if x.__class__ is str else contents[at + x] if x < n else thinking[at + x - n] for x in joined]), memo, pool, split)
                 occ += ids
                 occ_flag += (flags,) * len(ids)
         else:
-            if conversation.__class__ is Chunks:
-                chunks, gen = conversation
-            else:
-                try:
-                    chunks, gen = render_chunks(
-                        conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
-                    )
-                except Exception as exc:
-                    raise with_index(exc, f"conversation {index}") from exc
+            try:
+                chunks, gen = render_chunks(
+                    conversation, tools if row_tools is None else row_tools[index], add_generation_prompt, date=date, batch_cache=batch_cache, **variables
+                )
+            except Exception as exc:
+                raise with_index(exc, f"conversation {index}") from exc
             # every chunk runs from a <|start|> to after a special token: chunks are tokenized
             # apart, and so is each content in a chunk (it sits between two special tokens)
             for chunk, g in zip(chunks, gen):
@@ -300,20 +298,12 @@ def render_rows(
     """Dataset rows ``(messages, tools)``, each with its own tools (as a chat dataset's rows have
     them), through the template: ids with the assistant mask as ``loss_mask``; row ``i`` equals
     ``apply_chat_template(messages_i, tools=tools_i, return_assistant_tokens_mask=True)``. A row
-    may instead be :class:`Chunks` or :class:`Filled` (of :class:`Skeletons` made with the same
-    options)."""
+    may instead be a :class:`Filled` (of :class:`Skeletons` made with the same options)."""
     day = template_date(date)
     variables = template_variables(reasoning_effort, model_identity, builtin_tools)
-    conversations = [row if row.__class__ is Chunks or row.__class__ is Filled else row[0] for row in rows]
-    tools = [None if row.__class__ is Chunks or row.__class__ is Filled else row[1] for row in rows]
+    conversations = [row if row.__class__ is Filled else row[0] for row in rows]
+    tools = [None if row.__class__ is Filled else row[1] for row in rows]
     return _batch(enc, conversations, None, add_generation_prompt, day, variables, True, tools)
-
-
-class Chunks(NamedTuple):
-    """A conversation already rendered: :func:`render_chunks`' ``(chunks, in_generation)``."""
-
-    chunks: List[tuple]
-    gen: List[bool]
 
 
 class Filled(NamedTuple):
@@ -347,8 +337,9 @@ class Skeleton:
     def _value(self, slot: int, contents: Sequence[Any], thinking: Sequence[Any], start: int) -> Any:
         return contents[start + slot] if slot < self.n else thinking[start + slot - self.n]
 
-    def chunks(self, contents: Sequence[Any], thinking: Sequence[Any], start: int) -> Chunks:
-        """The chunks of a conversation of this shape, as :func:`render_chunks` gives them."""
+    def chunks(self, contents: Sequence[Any], thinking: Sequence[Any], start: int) -> Tuple[List[tuple], List[bool]]:
+        """``(chunks, in_generation)`` of a conversation of this shape, as :func:`render_chunks`
+        gives them (what :meth:`plan` emits, written out: the reference it is tested by)."""
         out = []
         for items in self.parts:
             out.append(tuple(
@@ -356,20 +347,17 @@ class Skeleton:
                 else "".join(y if y.__class__ is str else self._value(y, contents, thinking, start) for y in x)
                 for x in items
             ))
-        return Chunks(out, list(self.gen))
+        return out, list(self.gen)
 
     def plan(self, memo: Dict[str, Tuple[int, ...]], pool: "_Pool", split) -> list:
         """How :func:`_batch` emits a conversation of this shape into ``pool``: a list of
         ``(ids, flags, slot, joined)``, each one of: the template's text, its piece ids and mask
-        flags known (``ids``); a content, encoded alone (``slot``: ``j`` for ``contents[start +
-        j]``, ``-1 - j`` for ``thinking[start + j]``; ``flags``: its flag); a text of values and
-        the template's (``joined``, ``slot`` its part's parity, ``flags`` its flag)."""
+        flags known (``ids``); a content, encoded alone (``slot``, numbered as in :attr:`parts`;
+        ``flags``: its flag); a text of values and the template's (``joined``, its items as in
+        :attr:`parts`; ``slot``: its part's parity; ``flags``: its flag)."""
         plan: list = []
         ids: List[int] = []
         flags: List[int] = []
-
-        def code(slot: int) -> int:
-            return slot if slot < self.n else -1 - (slot - self.n)
 
         for items, g in zip(self.parts, self.gen):
             flag = 1 if g else 0
@@ -383,10 +371,9 @@ class Skeleton:
                     plan.append((tuple(ids), tuple(flags), 0, None))
                     ids, flags = [], []
                 if x.__class__ is int and k & 1:
-                    plan.append((None, flag, code(x), None))
+                    plan.append((None, flag, x, None))
                 else:
-                    joined = (x,) if x.__class__ is int else x
-                    plan.append((None, flag, k & 1, tuple(y if y.__class__ is str else code(y) for y in joined)))
+                    plan.append((None, flag, k & 1, (x,) if x.__class__ is int else x))
         if ids:
             plan.append((tuple(ids), tuple(flags), 0, None))
         return plan

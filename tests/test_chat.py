@@ -34,6 +34,9 @@ texts = st.text(max_size=24)
 plain = st.text(st.characters(blacklist_characters="<", blacklist_categories=("Cs",)), max_size=24)
 argument_dicts = st.dictionaries(names, st.one_of(st.integers(-9, 99), texts, st.booleans()), max_size=3)
 arguments = st.one_of(argument_dicts, argument_dicts.map(json.dumps))
+# arguments written into a completion's text: their strings plain too (an argument holding
+# "<|end|>" would be encoded as the special token, and the completion would not parse)
+plain_argument_dicts = st.dictionaries(names, st.one_of(st.integers(-9, 99), plain, st.booleans()), max_size=3)
 
 
 @st.composite
@@ -152,7 +155,7 @@ def completions(draw):
         if draw(st.booleans()):
             parts.append(("commentary", draw(plain.filter(bool)), None))  # nor is an empty preamble
         for _ in range(draw(st.integers(1, 3))):
-            parts.append(("call", json.dumps(draw(argument_dicts)), draw(names)))
+            parts.append(("call", json.dumps(draw(plain_argument_dicts)), draw(names)))
     return completion_text(parts), parts
 
 

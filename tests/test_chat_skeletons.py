@@ -175,3 +175,17 @@ def test_only_shapes_of_enough_rows_get_a_skeleton(enc):
     assert all(f is not None for f in filled[:n]) and all(f is None for f in filled[n:])
     out = render_table(enc, table, date=DATE)
     assert out.column("input_ids").to_pylist() == [_apply(enc, r["messages"], None)[0] for r in rows]
+
+
+def test_skeleton_plans_outlive_the_pools_flushes(enc, monkeypatch):
+    # a plan's piece ids are made once per batch; past its byte bound the pool encodes what it
+    # has and forgets its dedup index: the ids stay valid, every row still its single call
+    import harmony_np.chat_render as chat_render
+
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"q{i % 7}"},
+                          {"role": "assistant", "content": f"answer {i}", "thinking": f"t{i % 3}"}], "tools": None} for i in range(40)]
+    table = pa.Table.from_pylist(rows)
+    assert all(f is not None for f in _fills(table, rows))
+    for bound in (1, 2_000):
+        monkeypatch.setattr(chat_render, "BATCH_POOL_MAX_BYTES", bound)
+        _check(enc, table, rows)

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .arrow_layout import list_column, missing_row_error, text_array
+from .arrow_layout import list_column, missing_row_error, primitive_array, primitive_values, string_array, text_array, valid_mask
 from .errors import DATA_ERRORS, with_index
 from .model import HarmonyEncodingName, Role
 from .tuning import SKELETON_MIN_ROWS
@@ -99,7 +99,7 @@ def _with_errors(table: Any, errors: List[Optional[str]], kinds: List[Optional[s
     ``HarmonyError`` or ``ValueError``) string columns, null where the row is fine."""
     import pyarrow as pa
 
-    return _with_column(_with_column(table, "error", pa.array(errors, pa.string())), "error_type", pa.array(kinds, pa.string()))
+    return _with_column(_with_column(table, "error", string_array(errors)), "error_type", string_array(kinds))
 
 
 def _kinds(errors: Dict[int, BaseException], n: int) -> List[Optional[str]]:
@@ -162,13 +162,13 @@ def _message_rows(column: Any) -> Tuple[List[Any], bool]:
         messages: List[Any] = dicts_of(fields) if fields else [{} for _ in range(len(structs))]
         for name, values in zip(names, children):
             if values.null_count:  # keys of absent values left out, the others in the schema's order
-                for i in np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False)).tolist():
+                for i in np.flatnonzero(~valid_mask(values)).tolist():
                     del messages[i][name]
         if structs.null_count:
-            for i in np.flatnonzero(structs.is_null().to_numpy(zero_copy_only=False)).tolist():
+            for i in np.flatnonzero(~valid_mask(structs)).tolist():
                 messages[i] = None
-        lengths = np.diff(chunk.offsets.to_numpy()).tolist()
-        valid = chunk.is_valid().to_numpy(zero_copy_only=False).tolist() if chunk.null_count else None
+        lengths = np.diff(primitive_values(chunk.offsets)).tolist()
+        valid = valid_mask(chunk).tolist() if chunk.null_count else None
         at = 0
         for i, m in enumerate(lengths):
             if valid is not None and not valid[i]:
@@ -220,7 +220,7 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
         for name, field in values.items():
             if name not in _PLAIN_FIELDS and field.null_count < len(field):
                 plain &= ~_valid(field)
-        offsets = chunk.offsets.to_numpy()
+        offsets = primitive_values(chunk.offsets)
         offsets = offsets - offsets[0]
         not_plain = np.zeros(len(structs) + 1, dtype=np.int64)
         np.cumsum(~plain, out=not_plain[1:])
@@ -229,7 +229,7 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
         if ok.any():
             roles = values["role"].dictionary_encode()
             ids = np.array([skeletons.role_id(r) for r in roles.dictionary.to_pylist()] or [0], dtype=np.int64)
-            codes = ids[roles.indices.fill_null(0).to_numpy()] * 2 + has_thinking
+            codes = ids[np.where(valid_mask(roles.indices), primitive_values(roles.indices), 0)] * 2 + has_thinking
             bounds = offsets.tolist()
             keys = codes.tobytes()  # a row's shape: its slice of these, 8 bytes a message
             qualified = np.flatnonzero(ok).tolist()
@@ -261,9 +261,7 @@ def _filled_rows(column: Any, tools: List[Any], skeletons: Any) -> List[Any]:
 
 def _valid(array: Any) -> np.ndarray:
     """Where ``array`` is not null, as a NumPy bool array."""
-    if not array.null_count:
-        return np.ones(len(array), dtype=bool)
-    return array.is_valid().to_numpy(zero_copy_only=False)
+    return valid_mask(array)
 
 
 def _plain_texts(array: Any) -> np.ndarray:
@@ -520,7 +518,7 @@ def _messages_column(mt: Any) -> Any:
     offsets = np.zeros(mt.n_completions + 1, dtype=np.int32 if len(mt) < 2**31 else np.int64)
     np.cumsum(counts, out=offsets[1:])
     make = pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray
-    return make.from_arrays(pa.array(offsets), structs)
+    return make.from_arrays(primitive_array(offsets), structs)
 
 
 def _chat_types() -> Dict[str, Any]:
@@ -579,11 +577,30 @@ def parse_table(
                 raise with_index(exc, f"completion {b}") from exc
             chats.append(None)
             row_errors[b], kinds[b] = str(exc), type(exc).__name__
-    types = _chat_types()
     out = table
-    for name, type_ in types.items():
-        out = _with_column(out, name, pa.array([None if c is None else c[name] for c in chats], type_))
+    for name in ("content", "reasoning_content"):
+        out = _with_column(out, name, string_array([None if c is None else c[name] for c in chats], large=True))
+    out = _with_column(out, "tool_calls", _tool_calls_array([None if c is None else c["tool_calls"] for c in chats]))
     return _with_errors(out, row_errors, kinds)
+
+
+def _tool_calls_array(rows: List[Optional[List[dict]]]) -> Any:
+    """``tool_calls`` of :func:`_chat_types` for the chat rows' calls (None: a null row), built
+    from buffers."""
+    import pyarrow as pa
+
+    calls = [call for row in rows if row is not None for call in row]
+    function = pa.StructArray.from_arrays([string_array([c["function"]["name"] for c in calls]),
+                                           string_array([c["function"]["arguments"] for c in calls])], names=["name", "arguments"])
+    struct = pa.StructArray.from_arrays([string_array([c["id"] for c in calls]), string_array([c["type"] for c in calls]), function],
+                                        names=["id", "type", "function"])
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum([0 if row is None else len(row) for row in rows], out=offsets[1:])
+    valid = np.array([row is not None for row in rows], dtype=bool)
+    nulls = int(len(rows) - np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    type_ = _chat_types()["tool_calls"]
+    return pa.Array.from_buffers(type_, len(rows), [bitmap, pa.py_buffer(offsets)], null_count=nulls, children=[struct.cast(type_.value_type)])
 
 
 # -- decode -------------------------------------------------------------------------------------

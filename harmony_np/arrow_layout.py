@@ -9,7 +9,10 @@ missing ids) before any kernel sees it: ``pa.Array.from_buffers`` builds arrays 
 point anywhere.
 
 pyarrow is imported inside the functions only: importing harmony_np never loads it, and
-:func:`is_arrow` tells Arrow input apart by its type's module without importing it.
+:func:`is_arrow` tells Arrow input apart by its type's module without importing it. Arrays are
+built from buffers (:func:`primitive_array`, :func:`string_array`) and read from them
+(:func:`primitive_values`, :func:`valid_mask`) rather than with ``pa.array`` or ``to_numpy``:
+those import pandas where it is installed, 0.3-0.5 s of every process's first call.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .lazy import kernels
 
 __all__ = [
     "ListColumn", "is_arrow", "list_column", "tokens_column", "large_list", "text_array",
-    "dictionary_column", "missing_row_error",
+    "dictionary_column", "missing_row_error", "primitive_array", "string_array", "primitive_values", "valid_mask",
 ]
 
 
@@ -197,6 +200,74 @@ def tokens_column(array: Any, errors: str, what: str = "completion") -> ListColu
     return col
 
 
+def primitive_array(values: np.ndarray, valid: Optional[np.ndarray] = None) -> Any:
+    """An Arrow array sharing ``values`` (1-D, a NumPy numeric type; copied only when not
+    contiguous), null where ``valid`` (bool, same length) is False."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"expected a 1-D array, got shape {values.shape}")
+    bitmap, nulls = None, 0
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != values.shape:
+            raise ValueError(f"valid: shape {valid.shape} differs from the values' {values.shape}")
+        nulls = int(valid.shape[0] - np.count_nonzero(valid))
+        if nulls:
+            bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.shape[0], [bitmap, pa.py_buffer(values)], null_count=nulls)
+
+
+def string_array(texts: Sequence[Optional[str]], large: bool = False) -> Any:
+    """A ``string`` (or ``large_string``) array of ``texts``, None as null."""
+    import pyarrow as pa
+
+    n = len(texts)
+    valid = np.fromiter((t is not None for t in texts), dtype=bool, count=n)
+    if not valid.any():
+        return pa.nulls(n, pa.large_string() if large else pa.string())
+    encoded = [t.encode("utf-8") if t is not None else b"" for t in texts]
+    byte_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=byte_off[1:])
+    if not large and byte_off[-1] >= 2**31:
+        raise ValueError(f"{byte_off[-1]} bytes of text do not fit a string array (use large=True)")
+    nulls = int(n - np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    kind, offsets = (pa.large_string(), byte_off) if large else (pa.string(), byte_off.astype(np.int32))
+    return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))], null_count=nulls)
+
+
+_NUMPY_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+_FLOAT_TYPES = {"halffloat": "float16", "float": "float32", "double": "float64"}
+
+
+def primitive_values(array: Any) -> np.ndarray:
+    """The values of an integer or floating-point Arrow array (nulls' slots as the buffer has
+    them: see :func:`valid_mask`) as a read-only NumPy view of its buffer."""
+    name = str(array.type)
+    if name not in _NUMPY_TYPES and name not in _FLOAT_TYPES:
+        raise TypeError(f"expected an array of integers or floats, got {array.type}")
+    dtype = np.dtype(_FLOAT_TYPES.get(name, name))
+    view = _primitive(array.buffers()[1], dtype, array.offset, len(array), "the array")
+    view.flags.writeable = False
+    return view
+
+
+def valid_mask(array: Any) -> np.ndarray:
+    """bool per value of an Arrow array: True where it is not null."""
+    import pyarrow as pa
+
+    if pa.types.is_union(array.type):  # a union's nulls are its children's: no bitmap of its own
+        return array.is_valid().to_numpy(zero_copy_only=False)
+    n, nulls = len(array), array.null_count
+    if nulls == 0:
+        return np.ones(n, dtype=bool)
+    if nulls == n:
+        return np.zeros(n, dtype=bool)
+    return _bits(array.buffers()[0], array.offset, n)
+
+
 def large_list(values: np.ndarray, offsets: np.ndarray) -> Any:
     """A ``LargeListArray`` over ``values`` (a 1-D NumPy array of a primitive type) and ``int64``
     ``offsets``, both shared, not copied: keep them unchanged (read-only arrays are the safe
@@ -259,5 +330,5 @@ def dictionary_column(codes: np.ndarray, dictionary: Sequence[str]) -> Any:
     """A dictionary-encoded string column of ``codes`` into ``dictionary`` (code -1: null)."""
     import pyarrow as pa
 
-    indices = pa.array(codes, mask=codes < 0) if codes.size and int(codes.min()) < 0 else pa.array(codes)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(list(dictionary), pa.string()))
+    indices = primitive_array(codes, codes >= 0)
+    return pa.DictionaryArray.from_arrays(indices, string_array(list(dictionary)))

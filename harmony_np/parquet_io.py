@@ -17,6 +17,9 @@ import os
 import tempfile
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Type
 
+import numpy as np
+
+from .arrow_layout import primitive_array, string_array
 from .errors import DATA_ERRORS
 
 BATCH_ROWS = 4096  # rows read, transformed and written as one output row group
@@ -154,9 +157,9 @@ def _null_row_table(pa, schema, source_row, error: Tuple[str, str]):
     columns = []
     for field in schema:
         if field.name == ERROR_COLUMN:
-            columns.append(pa.array([error[1]], field.type))
+            columns.append(string_array([error[1]]).cast(field.type))
         elif field.name == ERROR_TYPE_COLUMN:
-            columns.append(pa.array([error[0]], field.type))
+            columns.append(string_array([error[0]]).cast(field.type))
         elif field.name in source_row.column_names and source_row.schema.field(field.name).type == field.type:
             columns.append(source_row.column(field.name))
         else:
@@ -365,8 +368,8 @@ class ParquetFiles:
             rows.append(n)
             bad_rows.append(len(bad))
             first_errors.append(f"row {bad[0].row}: {bad[0].kind}: {bad[0].text}" if bad else None)
-        return pa.table({"path": pa.array(paths, pa.string()), "output": pa.array(outputs, pa.string()), "rows": pa.array(rows, pa.int64()),
-                         "bad_rows": pa.array(bad_rows, pa.int64()), "first_error": pa.array(first_errors, pa.string())})
+        return pa.table({"path": string_array(paths), "output": string_array(outputs), "rows": primitive_array(np.array(rows, dtype=np.int64)),
+                         "bad_rows": primitive_array(np.array(bad_rows, dtype=np.int64)), "first_error": string_array(first_errors)})
 
     def __repr__(self) -> str:
         return f"ParquetFiles({self.transform!r}, {self.output_dir!r})"

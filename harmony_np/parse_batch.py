@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .arrow_layout import dictionary_column, is_arrow, text_array, tokens_column
+from .arrow_layout import dictionary_column, is_arrow, primitive_array, text_array, tokens_column
 from .errors import HarmonyError, with_index
 from .gate import completion_buffers, role_arg, strict_flag
 from .lazy import kernels
@@ -166,7 +166,7 @@ class MessageTable:
         cache: list = []
         content = text_array(data, byte_off, {i: _override_text(self, i, cache) for i in rows.tolist()})
         return pa.table({
-            "completion": pa.array(self.completion),
+            "completion": primitive_array(self.completion),
             "role": dictionary_column(self.role, [r.value for r in ROLES]),
             "name": dictionary_column(self.name, self.strings),
             "channel": dictionary_column(self.channel, self.strings),

@@ -11,7 +11,8 @@ Cases (each can be left out, see --help):
   ``CompletionParser`` on an actor pool of 1 and of 2; Ray's own overhead beside it: the
   ``ray.init`` start-up and the same pipeline with a callable that does nothing; and the same
   completions as 10 Parquet files, each read, parsed and written by an actor itself
-  (``parquet_io.ParquetFiles``), on 1 and 2 actors.
+  (``parquet_io.ParquetFiles``), on 1 and 2 actors, with when the actors' first call began (Ray's
+  start) and the span of the work from there to the last call's end.
 * ``render``: ``ChatRenderer`` on chat rows against ``apply_chat_template`` of the same rows and
   against the template path (``hf_template.py``: jinja2 and tiktoken per row, as transformers).
 
@@ -181,13 +182,31 @@ def bench_ray(enc: Any, rows: int, folder: str, cpus: int, batch_rows: int, shar
     return out
 
 
+class _TimedFiles:
+    """ParquetFiles with each call's start and end (wall clock) and the actor's process in its
+    output: when Ray started the work, and how long the work itself took."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from harmony_np.parquet_io import ParquetFiles
+
+        self.files = ParquetFiles(**kwargs)
+
+    def __call__(self, table):
+        import pyarrow as pa
+
+        started = time.time()
+        out = self.files(table)
+        n = out.num_rows
+        return out.append_column("started", pa.array([started] * n)).append_column(
+            "ended", pa.array([time.time()] * n)).append_column("pid", pa.array([os.getpid()] * n))
+
+
 def _ray_files(ray: Any, path: str, folder: str, rows: int, batch_rows: int, shards: int = 10) -> Dict[str, float]:
     """The file of ``path`` as ``shards`` files, each parsed by an actor that reads and writes it
     itself (ParquetFiles, the token column left out of the output): 1 and 2 actors."""
     import pyarrow.parquet as pq
 
     from harmony_np.arrow import CompletionParser
-    from harmony_np.parquet_io import ParquetFiles
 
     source, parts = pq.ParquetFile(path), []
     per = -(-source.metadata.num_row_groups // shards)
@@ -200,20 +219,33 @@ def _ray_files(ray: Any, path: str, folder: str, rows: int, batch_rows: int, sha
     os.makedirs(out_dir, exist_ok=True)
     kwargs = dict(transform=CompletionParser(), output_dir=out_dir, batch_rows=batch_rows, drop_columns=["tokens"])
 
-    def pipeline(size: int, fn: Any = ParquetFiles, **kw: Any) -> float:
-        t = time.perf_counter()
+    spans: Dict[int, List[Tuple[float, float, float]]] = {1: [], 2: []}
+
+    def pipeline(size: int, fn: Any = _TimedFiles, **kw: Any) -> float:
+        t, t_clock = time.perf_counter(), time.time()
         done = ray.data.from_items([{"path": p} for p in parts]).map_batches(
             fn, batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size), **kw).take_all()
         wall = time.perf_counter() - t
-        if fn is ParquetFiles and sum(r["rows"] for r in done) != rows:
-            raise RuntimeError(f"ParquetFiles wrote {sum(r['rows'] for r in done)} rows of {rows}")
+        if fn is _TimedFiles:
+            if sum(r["rows"] for r in done) != rows:
+                raise RuntimeError(f"ParquetFiles wrote {sum(r['rows'] for r in done)} rows of {rows}")
+            if len({r["pid"] for r in done}) != size:
+                raise RuntimeError(f"{len({r['pid'] for r in done})} actors did the work of a pool of {size}")
+            first, last = min(r["started"] for r in done), max(r["ended"] for r in done)
+            spans[size].append((first - t_clock, last - first, wall))
         return wall
 
     pipeline(1, fn_constructor_kwargs=kwargs)  # warm
+    spans[1].clear()
     out: Dict[str, float] = {}
     for size in (1, 2, 1, 2):
         key = f"files_actors_{size}_s"
         out[key] = min(out.get(key, float("inf")), pipeline(size, fn_constructor_kwargs=kwargs))
+    for size in (1, 2):  # of the run with the least wall time: Ray's start, then the work's span
+        before, span, _ = min(spans[size], key=lambda run: run[2])
+        out[f"files_start_actors_{size}_s"] = before
+        out[f"files_span_actors_{size}_s"] = span
+    out["files_span_speedup_2_over_1"] = out["files_span_actors_1_s"] / out["files_span_actors_2_s"]
     for size in (1, 2):  # Ray's own part: the same pipeline with actors that return their input
         out[f"files_nothing_actors_{size}_s"] = min(pipeline(size, _Nothing) for _ in range(2))
     out["files_speedup_2_over_1"] = out["files_actors_1_s"] / out["files_actors_2_s"]

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .arrow_layout import list_column, missing_row_error, primitive_array, primitive_values, string_array, text_array, valid_mask
+from .arrow_layout import list_column, missing_row_error, primitive_array, primitive_values, string_array, text_array, valid_mask, validity_bitmap
 from .errors import DATA_ERRORS, with_index
 from .model import HarmonyEncodingName, Role
 from .tuning import SKELETON_MIN_ROWS
@@ -65,15 +65,6 @@ def _errors_arg(errors: str, allowed: Sequence[str]) -> str:
     return errors
 
 
-def _validity(valid: np.ndarray) -> Any:
-    """An Arrow validity bitmap of ``valid`` (bool per row), or None when every row is valid."""
-    import pyarrow as pa
-
-    if valid.all():
-        return None
-    return pa.py_buffer(np.packbits(valid, bitorder="little"))
-
-
 def _list_rows(values: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> Any:
     """A ``large_list`` over ``values`` and ``offsets`` (shared, not copied), null where not
     ``valid``."""
@@ -81,7 +72,7 @@ def _list_rows(values: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> An
 
     value_type = pa.from_numpy_dtype(values.dtype)
     child = pa.Array.from_buffers(value_type, values.shape[0], [None, pa.py_buffer(values)])
-    return pa.Array.from_buffers(pa.large_list(value_type), offsets.shape[0] - 1, [_validity(valid), pa.py_buffer(offsets)], children=[child])
+    return pa.Array.from_buffers(pa.large_list(value_type), offsets.shape[0] - 1, [validity_bitmap(valid)[0], pa.py_buffer(offsets)], children=[child])
 
 
 def _text_rows(data: np.ndarray, byte_off: np.ndarray, valid: np.ndarray) -> Any:
@@ -91,7 +82,7 @@ def _text_rows(data: np.ndarray, byte_off: np.ndarray, valid: np.ndarray) -> Any
     texts = text_array(data, byte_off)
     if valid.all():
         return texts
-    return pa.Array.from_buffers(pa.large_string(), len(texts), [_validity(valid)] + texts.buffers()[1:])
+    return pa.Array.from_buffers(pa.large_string(), len(texts), [validity_bitmap(valid)[0]] + texts.buffers()[1:])
 
 
 def _with_errors(table: Any, errors: List[Optional[str]], kinds: List[Optional[str]]) -> Any:
@@ -596,9 +587,7 @@ def _tool_calls_array(rows: List[Optional[List[dict]]]) -> Any:
                                         names=["id", "type", "function"])
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum([0 if row is None else len(row) for row in rows], out=offsets[1:])
-    valid = np.array([row is not None for row in rows], dtype=bool)
-    nulls = int(len(rows) - np.count_nonzero(valid))
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    bitmap, nulls = validity_bitmap(np.array([row is not None for row in rows], dtype=bool))
     type_ = _chat_types()["tool_calls"]
     return pa.Array.from_buffers(type_, len(rows), [bitmap, pa.py_buffer(offsets)], null_count=nulls, children=[struct.cast(type_.value_type)])
 

@@ -27,7 +27,7 @@ from .lazy import kernels
 
 __all__ = [
     "ListColumn", "is_arrow", "list_column", "tokens_column", "large_list", "text_array",
-    "dictionary_column", "missing_row_error", "primitive_array", "string_array", "primitive_values", "valid_mask",
+    "dictionary_column", "missing_row_error", "primitive_array", "string_array", "primitive_values", "valid_mask", "validity_bitmap",
 ]
 
 
@@ -200,6 +200,15 @@ def tokens_column(array: Any, errors: str, what: str = "completion") -> ListColu
     return col
 
 
+def validity_bitmap(valid: np.ndarray):
+    """``(bitmap, null count)`` of an Arrow array whose values are valid where ``valid`` (bool)
+    is True: the bitmap a ``pa.Buffer``, or None when nothing is null."""
+    import pyarrow as pa
+
+    nulls = int(valid.shape[0] - np.count_nonzero(valid))
+    return (pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None), nulls
+
+
 def primitive_array(values: np.ndarray, valid: Optional[np.ndarray] = None) -> Any:
     """An Arrow array sharing ``values`` (1-D, a NumPy numeric type; copied only when not
     contiguous), null where ``valid`` (bool, same length) is False."""
@@ -213,9 +222,7 @@ def primitive_array(values: np.ndarray, valid: Optional[np.ndarray] = None) -> A
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != values.shape:
             raise ValueError(f"valid: shape {valid.shape} differs from the values' {values.shape}")
-        nulls = int(valid.shape[0] - np.count_nonzero(valid))
-        if nulls:
-            bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        bitmap, nulls = validity_bitmap(valid)
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.shape[0], [bitmap, pa.py_buffer(values)], null_count=nulls)
 
 
@@ -232,8 +239,7 @@ def string_array(texts: Sequence[Optional[str]], large: bool = False) -> Any:
     np.cumsum([len(b) for b in encoded], out=byte_off[1:])
     if not large and byte_off[-1] >= 2**31:
         raise ValueError(f"{byte_off[-1]} bytes of text do not fit a string array (use large=True)")
-    nulls = int(n - np.count_nonzero(valid))
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    bitmap, nulls = validity_bitmap(valid)
     kind, offsets = (pa.large_string(), byte_off) if large else (pa.string(), byte_off.astype(np.int32))
     return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))], null_count=nulls)
 

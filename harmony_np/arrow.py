@@ -85,12 +85,11 @@ def _text_rows(data: np.ndarray, byte_off: np.ndarray, valid: np.ndarray) -> Any
     return pa.Array.from_buffers(pa.large_string(), len(texts), [validity_bitmap(valid)[0]] + texts.buffers()[1:])
 
 
-def _with_errors(table: Any, errors: List[Optional[str]], kinds: List[Optional[str]]) -> Any:
+def _with_errors(table: Any, errors: List[Optional[str]], kinds: List[Optional[str]], rows: Optional[np.ndarray] = None) -> Any:
     """``table`` with ``error`` (the text) and ``error_type`` (the exception's type name, as
-    ``HarmonyError`` or ``ValueError``) string columns, null where the row is fine."""
-    import pyarrow as pa
-
-    return _with_column(_with_column(table, "error", string_array(errors)), "error_type", string_array(kinds))
+    ``HarmonyError`` or ``ValueError``) string columns, null where the row is fine; ``rows``, when
+    known, the rows with an error, ascending."""
+    return _with_column(_with_column(table, "error", string_array(errors, rows=rows)), "error_type", string_array(kinds, rows=rows))
 
 
 def _kinds(errors: Dict[int, BaseException], n: int) -> List[Optional[str]]:
@@ -553,10 +552,11 @@ def parse_table(
     mt = encoding.parse_batch(_column(table, column), role=role, strict=strict, errors=errors)
     row_errors, kinds = list(mt.errors), list(mt.error_types)
     if output == "messages":
-        return _with_errors(_with_column(table, "messages", _messages_column(mt)), row_errors, kinds)
+        return _with_errors(_with_column(table, "messages", _messages_column(mt)), row_errors, kinds, mt.error_rows)
     from .chat import to_chat
 
     chats: List[Optional[dict]] = []
+    chat_errors: List[int] = []
     for b, messages in enumerate(mt.to_messages()):
         if not messages and row_errors[b] is not None:
             chats.append(None)
@@ -568,11 +568,12 @@ def parse_table(
                 raise with_index(exc, f"completion {b}") from exc
             chats.append(None)
             row_errors[b], kinds[b] = str(exc), type(exc).__name__
+            chat_errors.append(b)
     out = table
     for name in ("content", "reasoning_content"):
         out = _with_column(out, name, string_array([None if c is None else c[name] for c in chats], large=True))
     out = _with_column(out, "tool_calls", _tool_calls_array([None if c is None else c["tool_calls"] for c in chats]))
-    return _with_errors(out, row_errors, kinds)
+    return _with_errors(out, row_errors, kinds, np.union1d(mt.error_rows, np.array(chat_errors, dtype=np.int64)))
 
 
 def _tool_calls_array(rows: List[Optional[List[dict]]]) -> Any:

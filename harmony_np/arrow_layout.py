@@ -17,6 +17,8 @@ those import pandas where it is installed, 0.3-0.5 s of every process's first ca
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -226,22 +228,50 @@ def primitive_array(values: np.ndarray, valid: Optional[np.ndarray] = None) -> A
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.shape[0], [bitmap, pa.py_buffer(values)], null_count=nulls)
 
 
-def string_array(texts: Sequence[Optional[str]], large: bool = False) -> Any:
-    """A ``string`` (or ``large_string``) array of ``texts``, None as null."""
+def string_array(texts: Sequence[Optional[str]], large: bool = False, rows: Optional[np.ndarray] = None) -> Any:
+    """A ``string`` (or ``large_string``) array of ``texts`` (a list), None as null. ``rows``,
+    when given, are the positions of the texts that are not None, ascending (an error column's
+    rows): checked, they spare a pass over every row in Python."""
     import pyarrow as pa
 
-    n = len(texts)
-    valid = np.fromiter((t is not None for t in texts), dtype=bool, count=n)
-    if not valid.any():
-        return pa.nulls(n, pa.large_string() if large else pa.string())
-    encoded = [t.encode("utf-8") if t is not None else b"" for t in texts]
+    texts = texts if isinstance(texts, list) else list(texts)
+    n, nulls = len(texts), texts.count(None)
+    kind = pa.large_string() if large else pa.string()
+    if nulls == n:  # a column of no errors, the common case: no pass over the rows
+        return pa.nulls(n, kind)
+    if not nulls:
+        kept, positions = texts, None
+    else:
+        positions = _not_none_rows(texts) if rows is None else np.asarray(rows, dtype=np.int64)
+        if positions.ndim != 1 or (positions.shape[0] and (positions[0] < 0 or positions[-1] >= n or (np.diff(positions) <= 0).any())):
+            raise ValueError(f"rows: expected ascending positions in [0, {n}), got {positions!r}")
+        kept = [texts[i] for i in positions.tolist()]
+        if len(kept) != n - nulls or kept.count(None):  # distinct, none None and as many as not None: all of them
+            raise ValueError("rows: not the positions of the texts that are not None")
+    joined = "".join(kept)
+    if joined.isascii():  # a character a byte: the lengths are the strings' own
+        data, sizes = joined.encode("ascii"), np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
+    else:
+        encoded = [t.encode("utf-8") for t in kept]
+        data, sizes = b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=len(kept))
     byte_off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in encoded], out=byte_off[1:])
+    bitmap = None
+    if positions is not None:
+        full = np.zeros(n, dtype=np.int64)
+        full[positions] = sizes
+        sizes = full
+        valid = np.zeros(n, dtype=bool)
+        valid[positions] = True
+        bitmap = validity_bitmap(valid)[0]
+    np.cumsum(sizes, out=byte_off[1:])
     if not large and byte_off[-1] >= 2**31:
         raise ValueError(f"{byte_off[-1]} bytes of text do not fit a string array (use large=True)")
-    bitmap, nulls = validity_bitmap(valid)
-    kind, offsets = (pa.large_string(), byte_off) if large else (pa.string(), byte_off.astype(np.int32))
-    return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))], null_count=nulls)
+    offsets = byte_off if large else byte_off.astype(np.int32)
+    return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
+
+
+def _not_none_rows(texts: List[Any]) -> np.ndarray:
+    return np.flatnonzero(np.fromiter(map(operator.is_not, texts, itertools.repeat(None)), dtype=bool, count=len(texts)))
 
 
 _NUMPY_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}

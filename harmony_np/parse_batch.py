@@ -44,7 +44,8 @@ class MessageTable:
     ids, which is not copied: ``tokens`` is a read-only view of its buffer, and the ids are
     checked again whenever contents are decoded, so a buffer its owner changes later gives the
     new text or a ``ValueError``, never a read out of bounds). ``errors[b]`` is None, or the error text the single
-    call raises for completion ``b`` (its messages are then not in the table). Content text is
+    call raises for completion ``b`` (its messages are then not in the table); ``error_rows``
+    (``int64``, ascending) are the completions with an error. Content text is
     decoded on first use, all of it in one pass. ``span_start``/``span_stop``: each message's
     whole token range, ``<|start|>`` through its terminator.
 
@@ -59,7 +60,7 @@ class MessageTable:
     __slots__ = (
         "tokens", "offsets", "completion", "role", "name", "channel", "recipient", "content_type",
         "content_start", "content_stop", "span_start", "span_stop", "strings", "errors", "error_types",
-        "unparsed", "diagnostics", "_overrides", "_encoding", "_texts", "_override_rows",
+        "unparsed", "diagnostics", "_overrides", "_encoding", "_texts", "_override_rows", "error_rows",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -371,6 +372,8 @@ def _parse_batch(encoding, completions, offsets, role, strict, errors) -> Messag
     table.strings = strings
     table.errors = error_text
     table.error_types = error_type
+    table.error_rows = np.flatnonzero(bad)
+    table.error_rows.setflags(write=False)
     table.unparsed = None
     table.diagnostics = None
     table._encoding = encoding

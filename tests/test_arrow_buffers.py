@@ -46,13 +46,22 @@ def test_primitive_array_shares_the_buffer_and_checks_shapes():
 
 
 @settings(deadline=None)  # the first pa.array of a process imports pandas
-@given(st.lists(st.none() | st.text(max_size=8), max_size=30), st.booleans())
-def test_string_array_equals_pa_array(texts, large):
-    got = string_array(texts, large=large)
+@given(st.lists(st.none() | st.text(st.characters(exclude_categories=["Cs"]), max_size=8), max_size=30), st.booleans(), st.booleans())
+def test_string_array_equals_pa_array(texts, large, given_rows):
+    rows = [i for i, t in enumerate(texts) if t is not None] if given_rows else None
+    got = string_array(texts, large=large, rows=rows)
     got.validate(full=True)
     want = pa.array(texts, pa.large_string() if large else pa.string())
     assert got.type == want.type and got.null_count == want.null_count
     assert got.to_pylist() == texts
+
+
+def test_string_array_refuses_rows_that_are_not_the_texts():
+    texts = ["a", None, "b", None]
+    for rows in ([0, 1], [0, 0], [2, 0], [0, 2, 3], [-2, 0], [0, 4]):
+        with pytest.raises(ValueError, match="rows"):
+            string_array(texts, rows=rows)
+    assert string_array(texts, rows=[0, 2]).to_pylist() == texts
 
 
 @settings(deadline=None)  # the first pa.array of a process imports pandas
@@ -126,3 +135,19 @@ def test_arrow_paths_never_import_pandas(enc, tmp_path):
 
     transform_file(CompletionParser(), str(tmp_path / "tokens.parquet"), str(tmp_path / "here.parquet"))
     assert pq.read_table(tmp_path / "out.parquet").equals(pq.read_table(tmp_path / "here.parquet"))
+
+
+@pytest.mark.parametrize("errors", ["collect", "recover"])
+def test_error_rows_are_the_completions_with_an_error(enc, hnp, errors):
+    from benchmarks.scenarios import completions, quarter_mutated
+
+    comps = quarter_mutated(completions(hnp, 80, seed=5), seed=6)
+    comps[2] = []
+    mt = enc.parse_batch(comps, errors=errors)
+    want = [i for i, e in enumerate(mt.errors) if e is not None]
+    assert len(want) > 5 and mt.error_rows.dtype == np.int64 and mt.error_rows.tolist() == want
+    assert not mt.error_rows.flags.writeable
+    from harmony_np.arrow import parse_table
+
+    table = parse_table(enc, pa.table({"tokens": pa.array(comps, pa.large_list(pa.uint32()))}), errors=errors)
+    assert table.column("error").to_pylist() == mt.errors and table.column("error_type").to_pylist() == mt.error_types
